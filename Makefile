@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make report` (the main job) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: report test lab install bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: execute every notebook in lab mode (offline) into reports/ as .ipynb and .html.
+report: $(STAMP)
+	$(BIN)/python -m helpers run-notebooks --out reports
+
+## Lint, then the whole test suite (notebooks included).
+test: $(STAMP)
+	$(BIN)/ruff check helpers tests bench scripts
+	$(BIN)/python -m pytest
+
+## JupyterLab on notebooks/.
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+## Speed figures quoted in the README (run on demand).
+bench: $(STAMP)
+	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) reports/*.ipynb reports/*.html reports/*.md

@@ -1,0 +1,5 @@
+"""``python -m helpers``: the atskit command."""
+
+from helpers.cli import main
+
+raise SystemExit(main())
