@@ -66,12 +66,13 @@ def parse_pem(data: bytes | str) -> ParsedPEM:
             try:
                 cert = x509.load_der_x509_certificate(der)
                 cert.serial_number  # noqa: B018 - some problems surface only on access
+                cert.subject, cert.issuer  # noqa: B018 - so are warnings about malformed names
             except Exception as exc:  # cryptography raises ValueError and friends for bad DER
                 problems.append(Problem(position, der_fingerprint(der), f"unparseable: {exc}"))
                 continue
         certificates.append(cert)
         if caught:
-            loaded_with_warning[fingerprint(cert)] = "; ".join(str(w.message) for w in caught)
+            loaded_with_warning[fingerprint(cert)] = "; ".join(dict.fromkeys(str(w.message) for w in caught))
     return ParsedPEM(certificates, loaded_with_warning, problems)
 
 
@@ -151,7 +152,18 @@ DESCRIBE_COLUMNS = [
 
 
 def describe(cert: x509.Certificate) -> dict:
-    """One row describing ``cert`` (the shared columns of every certificate table in the kit)."""
+    """One row describing ``cert`` (the shared columns of every certificate table in the kit).
+
+    Parser warnings (malformed names, negative serials) are not repeated here: :func:`parse_pem`
+    records them once per certificate.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return _describe(cert)
+
+
+def _describe(cert: x509.Certificate) -> dict:
+    """The row of :func:`describe`."""
     return {
         "fingerprint_sha256": fingerprint(cert),
         "subject_cn": name_attr(cert.subject, NameOID.COMMON_NAME),

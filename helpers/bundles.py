@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
+import functools
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -11,18 +14,30 @@ from pathlib import Path
 import pandas as pd
 from cryptography import x509
 
-from helpers import _x509
+from helpers import _certifi_data, _x509
 from helpers._io import atomic_write_bytes
+from helpers._paths import data_file
 from helpers._x509 import Problem
 
 __all__ = [
+    "DEFAULT_ROOT",
     "Bundle",
     "Problem",
+    "added_in",
     "botocore_vendored",
+    "certifi",
+    "certifi_releases",
     "compare",
     "from_pem",
+    "history",
     "installed_certifi",
+    "release_changes",
+    "removed_in",
+    "root_presence",
+    "style_changes",
+    "style_presence",
     "system",
+    "timeline_plot",
 ]
 
 
@@ -126,10 +141,16 @@ def from_pem(
 
 
 def installed_certifi() -> Bundle:
-    """The bundle of the certifi installed in this environment (``certifi.where()``)."""
-    import certifi
+    """The bundle of the certifi installed in this environment (``certifi.where()``).
 
-    return from_pem(certifi.where(), name="certifi", version=certifi.__version__)
+    The version is the distribution's (``importlib.metadata``: '2026.10.19.post1'), not
+    ``certifi.__version__`` ('2026.10.19'), so it names the release that :func:`certifi` knows.
+    """
+    import importlib.metadata
+
+    import certifi as certifi_package
+
+    return from_pem(certifi_package.where(), name="certifi", version=importlib.metadata.version("certifi"))
 
 
 def botocore_vendored() -> Bundle:
@@ -183,3 +204,275 @@ def compare(a: Bundle, b: Bundle) -> pd.DataFrame:
     )
     frame.attrs.update(attrs)
     return frame
+
+
+# ---------------------------------------------------------------- certifi's history, from data/certifi
+
+DEFAULT_ROOT = "VeriSign Class 3 Public Primary Certification Authority - G5"
+
+
+@dataclass(frozen=True)
+class _CertifiData:
+    """data/certifi loaded once: release rows, membership, and each distinct root parsed once."""
+
+    releases: pd.DataFrame
+    members: dict[str, list[str]]  # version -> block fingerprints in file order
+    certificates: dict[str, x509.Certificate]  # fingerprint -> certificate (usable roots)
+    warnings: dict[str, str]  # fingerprint -> parser warning
+    problems: dict[str, str]  # fingerprint -> reason (blocks that cannot be used)
+    roots: pd.DataFrame  # one row per distinct block: describe() columns, usable, problem
+
+
+@functools.cache
+def _certifi_data_loaded() -> _CertifiData:
+    """Read data/certifi (cached; ``_certifi_data_loaded.cache_clear()`` re-reads it)."""
+    folder = data_file("certifi")
+    parsed = _x509.parse_pem(data_file("certifi", _certifi_data.ROOTS_FILE).read_bytes())
+    certificates = {_x509.fingerprint(c): c for c in parsed.certificates}
+    problems = {p.fingerprint_sha256: p.reason for p in parsed.problems}
+    roots = pd.DataFrame(
+        [_x509.describe(c) for c in certificates.values()]
+        + [{"fingerprint_sha256": fp, "name": "(unusable certificate)"} for fp in problems],
+        columns=_x509.DESCRIBE_COLUMNS,
+    ).assign(
+        usable=lambda f: ~f["fingerprint_sha256"].isin(problems),
+        problem=lambda f: f["fingerprint_sha256"].map(problems),
+        parser_warning=lambda f: f["fingerprint_sha256"].map(parsed.warnings),
+    )
+    rows = _certifi_data.read_releases(folder)
+    numeric = ["blocks", "roots", "problems", "loaded_with_warning"]
+    releases = (
+        pd.DataFrame(rows, columns=_certifi_data.RELEASE_COLUMNS)
+        .replace({"": None})
+        .assign(
+            uploaded_at=lambda f: pd.to_datetime(f["uploaded_at"], utc=True, format="ISO8601"),
+            released=lambda f: f["uploaded_at"].dt.tz_localize(None).dt.normalize(),
+            yanked=lambda f: f["yanked"].eq("True"),
+            **{c: (lambda f, c=c: pd.to_numeric(f[c]).astype("Int64")) for c in numeric},
+        )
+        .assign(_key=lambda f: f["version"].map(_certifi_data.version_key))
+        .sort_values("_key", kind="stable")
+        .drop(columns="_key")
+        .reset_index(drop=True)
+    )
+    front = ["version", "released", "roots", "cacert_sha256", "status"]
+    releases = releases[front + [c for c in releases.columns if c not in front]]
+    return _CertifiData(
+        releases=releases,
+        members=_certifi_data.read_membership(folder),
+        certificates=certificates,
+        warnings=parsed.warnings,
+        problems=problems,
+        roots=roots,
+    )
+
+
+def certifi_releases(*, with_unusable: bool = False) -> pd.DataFrame:
+    """Every certifi release with roots, oldest first: version, released, roots, cacert_sha256, ...
+
+    ``with_unusable=True`` also lists releases without a file or without a cacert.pem (``status``
+    says which).
+    """
+    releases = _certifi_data_loaded().releases
+    return (releases if with_unusable else releases[releases["status"] == "ok"]).reset_index(drop=True)
+
+
+def _nearest(version: str, known: list[str], *, count: int = 2) -> list[str]:
+    """The known releases just before and after ``version`` in release order."""
+    ordered = sorted(known, key=_certifi_data.version_key)
+    keys = [_certifi_data.version_key(v) for v in ordered]
+    at = bisect.bisect_left(keys, _certifi_data.version_key(version))
+    return ordered[max(0, at - count) : at + count]
+
+
+def certifi(version: str) -> Bundle:
+    """Exactly the roots of certifi ``version``'s cacert.pem, rebuilt offline from data/certifi.
+
+    '2020.06.20' is accepted for '2020.6.20'. Blocks that cannot be loaded are in ``problems`` at
+    their position in the original file. Unknown version -> ValueError naming the nearest releases.
+    """
+    data = _certifi_data_loaded()
+    wanted = _certifi_data.normalize_version(str(version)) if str(version).strip() else ""
+    rows = data.releases[data.releases["version"] == wanted]
+    usable = data.releases.loc[data.releases["status"] == "ok", "version"].tolist()
+    if rows.empty:
+        nearest = ", ".join(_nearest(wanted, usable)) if wanted else f"{usable[0]} ... {usable[-1]}"
+        raise ValueError(
+            f"certifi {version!r} is not a release in data/certifi; nearest releases: {nearest} "
+            "(certifi_releases() lists all; run `python -m helpers refresh-certifi` for newer ones)"
+        )
+    meta = rows.iloc[0]
+    if meta["status"] != "ok":
+        raise ValueError(
+            f"certifi {meta['version']} has no roots to load ({meta['status']}); "
+            f"nearest releases with roots: {', '.join(_nearest(wanted, usable))}"
+        )
+    certificates, problems = [], []
+    members = data.members.get(meta["version"], [])
+    for position, fp in enumerate(members):
+        if fp in data.certificates:
+            certificates.append(data.certificates[fp])
+        else:
+            problems.append(Problem(position, fp, data.problems.get(fp, "missing from roots.pem")))
+    return Bundle(
+        name="certifi",
+        version=meta["version"],
+        source=f"data/certifi ({meta['filename']}, cacert.pem sha256 {meta['cacert_sha256'][:16]}...)",
+        certificates=certificates,
+        problems=problems,
+        warnings={fp: data.warnings[fp] for fp in members if fp in data.warnings},
+    )
+
+
+@functools.cache
+def _history() -> pd.DataFrame:
+    """The history frame, built once."""
+    data = _certifi_data_loaded()
+    releases = certifi_releases()
+    pairs = [
+        (version, position, fp)
+        for version in releases["version"]
+        for position, fp in enumerate(data.members.get(version, []))
+    ]
+    order = pd.CategoricalDtype(releases["version"].tolist(), ordered=True)
+    return (
+        pd.DataFrame(pairs, columns=["version", "position", "fingerprint_sha256"])
+        .drop_duplicates(["version", "fingerprint_sha256"])
+        .merge(releases[["version", "released"]], on="version", how="left")
+        .merge(data.roots, on="fingerprint_sha256", how="left")
+        .astype({"version": order})
+        .loc[:, ["version", "released", "position", *_x509.DESCRIBE_COLUMNS, "usable", "problem"]]
+        .reset_index(drop=True)
+    )
+
+
+def history() -> pd.DataFrame:
+    """One row per (release, root) for every certifi release: version, released, position, the usual
+    certificate columns, ``usable`` and ``problem``. ``version`` is ordered oldest -> newest."""
+    return _history().copy()
+
+
+def _matching(name_or_fingerprint: str) -> pd.DataFrame:
+    """Distinct roots matching a fingerprint prefix, else an exact name, else a name substring."""
+    roots = _certifi_data_loaded().roots
+    needle = name_or_fingerprint.strip().lower().replace(":", "")
+    if not needle:
+        raise ValueError("give a root's name (e.g. 'Amazon Root CA 1') or SHA-256 fingerprint, not ''")
+    names = roots["name"].fillna("").str.lower()
+    for mask in (
+        roots["fingerprint_sha256"].str.startswith(needle) if len(needle) >= 8 else names.eq("~"),
+        names.eq(needle),
+        names.str.contains(needle, regex=False),
+    ):
+        if mask.any():
+            return roots[mask]
+    raise ValueError(
+        f"no root in any certifi release matches {name_or_fingerprint!r}; "
+        "give a subject name such as 'Amazon Root CA 1' or a SHA-256 fingerprint (8+ hex digits)"
+    )
+
+
+def root_presence(name_or_fingerprint: str) -> pd.DataFrame:
+    """For every release x matching root: version, released, fingerprint_sha256, name, present."""
+    matches = _matching(name_or_fingerprint)[["fingerprint_sha256", "name"]]
+    releases = certifi_releases()[["version", "released"]]
+    present = _history()[["version", "fingerprint_sha256"]].astype({"version": str}).assign(present=True)
+    return (
+        releases.merge(matches, how="cross")
+        .merge(present, on=["version", "fingerprint_sha256"], how="left")
+        .assign(
+            present=lambda f: f["present"].fillna(False).astype(bool),
+            version=lambda f: f["version"].astype(_history()["version"].dtype),
+        )
+        .sort_values(["name", "fingerprint_sha256", "version"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def _presence_by_release(name_or_fingerprint: str) -> pd.Series:
+    """Per release (in order): is any matching root present?"""
+    return root_presence(name_or_fingerprint).groupby("version", observed=True)["present"].any()
+
+
+def removed_in(name_or_fingerprint: str) -> str | None:
+    """The release that dropped the root for good (the one after its last presence); None if it is
+    still in the newest release. A name matching several certificates means any of them."""
+    present = _presence_by_release(name_or_fingerprint)
+    if not present.any() or present.iloc[-1]:
+        return None
+    last = present.to_numpy().nonzero()[0][-1]
+    return str(present.index[last + 1])
+
+
+def added_in(name_or_fingerprint: str) -> str | None:
+    """The first release that carries the root (None if none does)."""
+    present = _presence_by_release(name_or_fingerprint)
+    return str(present.index[present.to_numpy().argmax()]) if present.any() else None
+
+
+def release_changes(version: str) -> pd.DataFrame:
+    """What ``version`` changed: :func:`compare` of the release before it and ``version``."""
+    bundle = certifi(version)
+    ordered = certifi_releases()["version"].tolist()
+    at = ordered.index(bundle.version)
+    if at == 0:
+        raise ValueError(f"certifi {bundle.version} is the first release; there is nothing before it")
+    return compare(certifi(ordered[at - 1]), bundle)
+
+
+def timeline_plot(root: str = DEFAULT_ROOT, *, ax=None, title: str | None = None):
+    """Roots per release over release dates, with the release that removed ``root`` marked.
+
+    Returns the matplotlib Axes (``ax.figure`` is the Figure).
+    """
+    import matplotlib.pyplot as plt
+
+    releases = certifi_releases()
+    removal = removed_in(root)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4))
+    ax.step(releases["released"], releases["roots"].astype(float), where="post", color="tab:blue")
+    ax.plot(releases["released"], releases["roots"].astype(float), "o", ms=3, color="tab:blue")
+    if removal is not None:
+        row = releases[releases["version"] == removal].iloc[0]
+        ax.axvline(row["released"], color="tab:red", ls="--", lw=1)
+        label = f"certifi {removal} removes\n{_matching(root)['name'].iloc[0]}"
+        ax.annotate(
+            label,
+            xy=(row["released"], float(row["roots"])),
+            xytext=(0.40, 0.90),
+            textcoords="axes fraction",
+            va="top",
+            bbox={"boxstyle": "round", "fc": "white", "ec": "tab:red", "alpha": 0.9},
+            color="tab:red",
+            fontsize=8,
+            arrowprops={"arrowstyle": "->", "color": "tab:red"},
+        )
+    ax.set_xlabel("release date (upload to the package index)")
+    ax.set_ylabel("roots in cacert.pem")
+    ax.set_title(title or f"certifi: roots per release ({len(releases)} releases)")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def style_changes(styler):
+    """Colour rows of a :func:`compare` table: removed red, added green."""
+    colours = {"removed": "background-color: #f8d7da", "added": "background-color: #d1e7dd"}
+
+    def _row(row: pd.Series) -> list[str]:
+        return [colours.get(row.get("change"), "")] * len(row)
+
+    return styler.apply(_row, axis=1)
+
+
+def style_presence(styler):
+    """Colour a presence table (True/False cells): present green, absent red."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return styler.map(
+            lambda v: (
+                "background-color: #d1e7dd"
+                if v is True or v == "yes"
+                else ("background-color: #f8d7da" if v is False or v == "no" else "")
+            )
+        )

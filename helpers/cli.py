@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import re
 import sys
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -23,6 +29,341 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _refresh_certifi(args: argparse.Namespace) -> int:
+    """Rebuild or extend data/certifi from the package index through pip (exit 1 if it cannot)."""
+    import json
+    from pathlib import Path
+
+    from helpers import _certifi_data
+
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: give 1 or more")
+    try:
+        result = _certifi_data.build(
+            data_dir=Path(args.data_dir) if args.data_dir else None,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            full=args.full,
+            progress=not args.json and sys.stderr.isatty(),
+            workers=args.workers,
+        )
+    except (_certifi_data.IndexUnreachable, _certifi_data.BuildError) as exc:
+        print(f"atskit: error: {exc}; the embedded certifi data is unchanged", file=sys.stderr)
+        return 1
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.line())
+    return 0
+
+
+# --- shared input parsing (owner E) ----------------------------------------------------------------
+
+_HOST = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?$"
+)
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """'host', 'host:port' or '[v6]:port' -> (host, port); UsageError naming the input otherwise."""
+    match = _HOST.match(text.strip())
+    port = int(match["port"]) if match and match["port"] else 443
+    if not match or not 0 < port < 65536:
+        raise UsageError(f"bad endpoint {text!r}: use HOST or HOST:PORT with a port from 1 to 65535")
+    return (match["v6"] or match["name"]).lower(), port
+
+
+def parse_at(text: str | None) -> dt.datetime | None:
+    """--at DATE: 'YYYY-MM-DD' or an ISO 8601 time (naive = UTC); None for now."""
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"bad --at {text!r}: use YYYY-MM-DD or an ISO 8601 time like 2021-12-03T10:00:00Z"
+        ) from None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def load_bundle(spec: str):
+    """--bundle: certifi==V | installed | botocore | system | PATH -> Bundle (UsageError if unknown)."""
+    from helpers import bundles
+
+    text = spec.strip()
+    try:
+        if text.lower().startswith("certifi=="):
+            return bundles.certifi(text.split("==", 1)[1])
+        if text == "installed":
+            return bundles.installed_certifi()
+        if text == "botocore":
+            return bundles.botocore_vendored()
+        if text == "system":
+            return bundles.system()
+        if Path(text).is_file():
+            return bundles.from_pem(text)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--bundle {spec}: {exc}") from None
+    raise UsageError(
+        f"bad --bundle {spec!r}: use certifi==VERSION, installed, botocore, system, or the path of a PEM file"
+    )
+
+
+def read_endpoints_file(path: str) -> list[str]:
+    """Endpoints from a file: one HOST[:PORT] a line; blank lines and '#' comments ignored."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UsageError(f"--endpoints-file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--endpoints-file {path}: cannot read it ({exc.__class__.__name__})") from None
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+LAB_DEFAULT_ENDPOINTS = ("data_legacy", "data_ats", "account_ats")
+
+
+def gather_chains(args: argparse.Namespace, lab_env=None) -> dict:
+    """Every endpoint the user named, as label -> Chain: live hosts, saved chain files, the lab's."""
+    from helpers import chains
+
+    hosts = [
+        parse_endpoint(h)
+        for h in list(args.endpoints)
+        + (read_endpoints_file(args.endpoints_file) if args.endpoints_file else [])
+    ]
+    collected = {}
+    for path in args.chain_file or []:
+        try:
+            chain = chains.load_chain(Path(path))
+        except FileNotFoundError:
+            raise UsageError(f"--chain-file {path}: no such file") from None
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"--chain-file {path}: {exc}") from None
+        if not chain.hostname:
+            raise UsageError(
+                f"--chain-file {path}: the chain records no host; save it with atskit or add '# host: NAME'"
+            )
+        collected[chain.label] = chain
+    if lab_env is not None and not hosts and not args.chain_file:
+        hosts = [(lab_env.endpoints[name], 443) for name in LAB_DEFAULT_ENDPOINTS]
+    for host, port in hosts:
+        chain = chains.fetch_chain(host, port, timeout=args.timeout)
+        collected[chain.label] = chain
+        if args.save_chains:
+            saved = chain.save(Path(args.save_chains) / f"{host}_{port}.pem")
+            print(f"saved {saved}", file=sys.stderr)
+    if not collected:
+        raise UsageError("no endpoints: name HOST[:PORT], --endpoints-file, --chain-file, or --lab")
+    return collected
+
+
+@contextlib.contextmanager
+def _maybe_lab(args: argparse.Namespace):
+    """The in-process lab when --lab is given (AWS names routed to it), else nothing."""
+    if not getattr(args, "lab", False):
+        yield None
+        return
+    from helpers import lab
+
+    with lab.running(region=args.region or lab.DEFAULT_REGION) as env:
+        yield env
+
+
+def _emit(args: argparse.Namespace, data, text: str, *, redacted: bool = True) -> None:
+    """Print JSON (--json) or the text, redacted unless told otherwise (the lab's fake values)."""
+    from helpers.report import redact
+
+    out = json.dumps(data, indent=2, default=str) if args.json else text
+    print(redact(out) if redacted else out)
+
+
+def _table(frame) -> str:
+    """A frame as plain text for the terminal."""
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.max_rows", 500):
+        return frame.to_string(index=False)
+
+
+def _records(frame) -> list[dict]:
+    """A frame as JSON-ready records."""
+    return json.loads(frame.to_json(orient="records", date_format="iso", default_handler=str))
+
+
+# --- subcommands (owner E) -------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Verify every endpoint against every bundle: exit 1 if any verdict fails."""
+    from helpers import chains
+
+    at = parse_at(args.at)
+    bundle_list = [load_bundle(spec) for spec in (args.bundle or ["installed"])]
+    with _maybe_lab(args) as env:
+        collected = gather_chains(args, env)
+    if env is not None:
+        from helpers import lab
+
+        bundle_list = [lab.trust_view(b) for b in bundle_list]
+    frame = chains.matrix(collected, bundle_list, at=at)
+    failed = int((~frame["ok"].astype(bool)).sum())
+    summary = f"{len(frame) - failed}/{len(frame)} endpoint x bundle checks pass"
+    failures = [f"- {r.endpoint} x {r.bundle}: {r.message}" for r in frame.itertuples() if not r.ok]
+    text = "\n".join([_table(frame[["endpoint", "bundle", "ok", "reason"]]), *failures, summary])
+    _emit(args, {"ok": failed == 0, "summary": summary, "results": _records(frame)}, text)
+    return 1 if failed else 0
+
+
+def _diff_bundles(args: argparse.Namespace) -> int:
+    """Roots removed and added going from bundle A to bundle B."""
+    from helpers import bundles
+
+    a, b = load_bundle(args.a), load_bundle(args.b)
+    frame = bundles.compare(a, b)
+    changed = frame[frame["change"] != "kept"]
+    counts = frame["change"].value_counts()
+    summary = (
+        f"{a.label} -> {b.label}: {counts.get('removed', 0)} removed, {counts.get('added', 0)} added, "
+        f"{counts.get('kept', 0)} kept"
+    )
+    columns = [
+        c for c in ("change", "subject_cn", "subject_o", "not_after", "fingerprint_sha256") if c in frame
+    ]
+    text = (_table(changed[columns]) + "\n" if not changed.empty else "") + summary
+    _emit(args, {"a": a.label, "b": b.label, "summary": summary, "changes": _records(changed[columns])}, text)
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    """certifi's releases, or one root's presence across them and the release that removed it."""
+    from helpers import bundles
+
+    if args.root is None:
+        frame = bundles.certifi_releases()[["version", "released", "roots"]]
+        _emit(args, {"releases": _records(frame)}, _table(frame) + f"\n{len(frame)} certifi releases")
+        return 0
+    try:
+        presence = bundles.root_presence(args.root)
+        removed = bundles.removed_in(args.root)
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"--root {args.root}: {exc}") from None
+    present = presence[presence["present"]] if "present" in presence else presence
+    first = present["version"].iloc[0] if not present.empty else None
+    last = present["version"].iloc[-1] if not present.empty else None
+    summary = f"{args.root}: in certifi {first} .. {last}; " + (
+        f"removed in {removed}" if removed else "never removed"
+    )
+    changes = presence[presence.groupby("fingerprint_sha256")["present"].diff().fillna(True).astype(bool)]
+    text = _table(changes[["version", "released", "name", "present"]]) + "\n" + summary
+    _emit(args, {"root": args.root, "removed_in": removed, "presence": _records(presence)}, text)
+    return 0
+
+
+def _which_bundle(args: argparse.Namespace) -> int:
+    """The CA bundle botocore would load in this environment, and the rule that chose it."""
+    from helpers import endpoints
+
+    choice = endpoints.effective_ca_bundle()
+    bundle = getattr(choice, "bundle", None)
+    data = {
+        "path": str(getattr(choice, "path", None)),
+        "rule": getattr(choice, "rule", None),
+        "why": getattr(choice, "explanation", None),
+        "bundle": bundle.label if bundle is not None else None,
+        "roots": len(bundle) if bundle is not None else None,
+    }
+    text = "\n".join(f"{k:7} {v}" for k, v in data.items() if v is not None)
+    _emit(args, data, text)
+    return 0
+
+
+def _lab_serve(args: argparse.Namespace) -> int:
+    """Run the lab in the foreground and print how to reach it with curl and the AWS CLI."""
+    import signal
+    import threading
+
+    from helpers import lab
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with lab.running(region=args.region or lab.DEFAULT_REGION, port=args.port) as env:
+        view = env.trust_view(args.certifi) if args.certifi else lab.twin_roots_path()
+        port = env.port
+        data = {
+            "port": port,
+            "region": env.region,
+            "ca_bundle": str(view),
+            "endpoints": env.endpoints,
+            "thing": env.thing_name,
+            "aws_access_key_id": lab.FAKE_ACCESS_KEY_ID,
+        }
+        lines = [f"lab serving {env.region} on 127.0.0.1:{port} (Ctrl-C to stop); CA bundle: {view}"]
+        for name, host in env.endpoints.items():
+            lines.append(f"  {name:15} {host}")
+        legacy = env.endpoints["data_legacy"]
+        lines += [
+            "",
+            "curl, TLS only (--resolve sends the real name, so the lab picks the chain by SNI;",
+            "an API call needs SigV4, so use the AWS CLI for those):",
+            f"  curl -sS -o /dev/null -w '%{{http_code}}\\n' --cacert {view} "
+            f"--resolve {legacy}:{port}:127.0.0.1 https://{legacy}:{port}/",
+            "AWS CLI (add '127.0.0.1 <host>' to /etc/hosts for the hosts you use; the credentials are fake):",
+            f"  AWS_ACCESS_KEY_ID={lab.FAKE_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=fake "
+            f"aws iot-data get-thing-shadow --thing-name {env.thing_name} --region {env.region} "
+            f"--endpoint-url https://{legacy}:{port} --ca-bundle {view} /dev/stdout",
+            "Every value above is the lab's own (fake account, fake key, lab twin certificates).",
+        ]
+        _emit(args, data, "\n".join(lines), redacted=False)
+        sys.stdout.flush()
+        stop.wait(args.duration if args.duration else None)
+    return 0
+
+
+def _upgrade_check(args: argparse.Namespace) -> int:
+    """Would this upgrade break TLS to these endpoints? Exit 1 if an endpoint that passed now fails."""
+    from helpers import chains, upgrade
+
+    at = parse_at(args.at)
+    try:
+        before = upgrade.side(
+            "before",
+            args.before,
+            runtime_botocore=args.runtime_botocore,
+            region=args.region,
+            use_pip=not args.no_pip,
+        )
+        after = upgrade.side(
+            "after",
+            args.after,
+            runtime_botocore=args.runtime_botocore,
+            region=args.region,
+            use_pip=not args.no_pip,
+        )
+    except upgrade.ResolutionError as exc:
+        raise UsageError(str(exc)) from None
+    live = bool(args.endpoints or args.endpoints_file)
+    with _maybe_lab(args) as env:
+        collected = gather_chains(args, env)
+        fetch = (
+            (lambda host: chains.fetch_chain(host, 443, timeout=args.timeout))
+            if env is not None or live
+            else None
+        )
+        trust = None
+        if env is not None:
+            from helpers import lab
+
+            trust = lab.trust_view
+        result = upgrade.check(before, after, collected, fetch=fetch, trust=trust, at=at)
+    sides = result.sides()[
+        ["side", "certifi", "botocore", "botocore_from", "trust_store", "iot_data_default_host"]
+    ]
+    changes = result.changes()
+    table = changes[["endpoint", "change", "ok_before", "reason_before", "ok_after", "reason_after"]]
+    notes = [f"- {r.endpoint}: {r.message_after}" for r in changes.itertuples() if r.change != "still-ok"]
+    text = "\n\n".join([_table(sides), "\n".join([_table(table), *notes]), result.summary()])
+    _emit(args, result.as_dict(), text)
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subparser per subcommand."""
     parser = argparse.ArgumentParser(prog="atskit", description=__doc__)
@@ -30,7 +371,129 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run-notebooks", help="execute every notebook in lab mode into a folder")
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.set_defaults(func=_run_notebooks)
+    p = sub.add_parser("refresh-certifi", help="rebuild data/certifi from the package index through pip")
+    p.add_argument(
+        "--full", action="store_true", help="download every release again (default: only new ones)"
+    )
+    p.add_argument("--cache-dir", help="keep downloaded release files here (default: ~/.cache/atskit)")
+    p.add_argument("--data-dir", help="write here instead of the kit's data/certifi")
+    p.add_argument("--workers", type=int, default=4, help="parallel pip downloads (default: 4)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_refresh_certifi)
+    _add_e_subcommands(sub)
     return parser
+
+
+def _endpoint_options(p: argparse.ArgumentParser) -> None:
+    """The endpoint options shared by check and upgrade-check."""
+    p.add_argument("endpoints", nargs="*", metavar="HOST[:PORT]", help="live endpoints to capture (port 443)")
+    p.add_argument("--endpoints-file", metavar="F", help="endpoints one per line ('#' comments allowed)")
+    p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
+    p.add_argument(
+        "--lab", action="store_true", help="run the offline lab in-process and check its endpoints"
+    )
+    p.add_argument("--region", help="AWS region for the lab and the default iot-data host (ap-northeast-2)")
+    p.add_argument(
+        "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per live TLS capture (default 10)")
+    p.add_argument(
+        "--save-chains", metavar="DIR", help="also save each captured chain as HOST_PORT.pem in DIR"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+_BUNDLE_HELP = "certifi==VERSION | installed | botocore | system | PATH of a PEM file"
+
+
+def _add_e_subcommands(sub) -> None:
+    """check, diff-bundles, history, which-bundle, lab serve, upgrade-check."""
+    p = sub.add_parser(
+        "check",
+        help="verify endpoints' chains against trust bundles (the endpoint x bundle table)",
+        description="Verify each endpoint's chain against each bundle. "
+        "Exit 0 all pass, 1 any fails, 2 bad input.",
+        epilog="example: atskit check --lab --bundle certifi==2020.6.20 --bundle certifi==2021.10.8",
+    )
+    _endpoint_options(p)
+    p.add_argument(
+        "--bundle", action="append", metavar="SPEC", help=f"{_BUNDLE_HELP} (repeatable; default installed)"
+    )
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser(
+        "diff-bundles",
+        help="roots removed and added between two bundles",
+        epilog="example: atskit diff-bundles certifi==2020.6.20 certifi==2021.10.8",
+    )
+    p.add_argument("a", metavar="A", help=_BUNDLE_HELP)
+    p.add_argument("b", metavar="B", help=_BUNDLE_HELP)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_diff_bundles)
+
+    p = sub.add_parser(
+        "history",
+        help="certifi's releases, or one root's presence across them",
+        epilog="example: atskit history --root 'VeriSign Class 3 Public Primary Certification Authority - G5'"
+        "\n         atskit history --root 'Amazon Root CA 1'",
+    )
+    p.add_argument(
+        "--root", metavar="NAME_OR_FINGERPRINT", help="a root's subject name or SHA-256 fingerprint"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_history)
+
+    p = sub.add_parser(
+        "which-bundle", help="the CA bundle botocore would load here, and the rule that chose it"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_which_bundle)
+
+    lab_parser = sub.add_parser("lab", help="the offline lab")
+    lab_sub = lab_parser.add_subparsers(dest="lab_command", required=True)
+    p = lab_sub.add_parser(
+        "serve", help="run the lab in the foreground; prints how to reach it with curl and the AWS CLI"
+    )
+    p.add_argument("--region", help="the lab's region (default ap-northeast-2)")
+    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
+    p.add_argument(
+        "--certifi",
+        metavar="VERSION",
+        help="print the trust view of this certifi release (default: the twin roots)",
+    )
+    p.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (default: until Ctrl-C)"
+    )
+    p.add_argument("--json", action="store_true", help="print the lab's details as JSON")
+    p.set_defaults(func=_lab_serve)
+
+    p = sub.add_parser(
+        "upgrade-check",
+        help="would this dependency upgrade break TLS to these endpoints? (exit 1 if so)",
+        description=(
+            "Find the certifi and botocore each side installs (from pins or lock files, else pip's dry-run "
+            "report), verify every endpoint and each side's default iot-data host against each side's trust "
+            "store, and exit 1 if an endpoint that passed before fails after."
+        ),
+        epilog=(
+            "example: atskit upgrade-check --before docs/examples/incident-before.txt "
+            "--after docs/examples/incident-after.txt --runtime-botocore 1.23.1 --lab"
+        ),
+    )
+    p.add_argument(
+        "--before", required=True, metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins"
+    )
+    p.add_argument(
+        "--after", required=True, metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins"
+    )
+    p.add_argument(
+        "--runtime-botocore",
+        metavar="VERSION",
+        help="botocore of a side whose file installs none (e.g. Lambda's runtime; default: installed)",
+    )
+    p.add_argument("--no-pip", action="store_true", help="never resolve with pip: pins and lock files only")
+    _endpoint_options(p)
+    p.set_defaults(func=_upgrade_check)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,8 +503,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as exc:
-        print(f"atskit: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     except KeyboardInterrupt:
         print("atskit: interrupted", file=sys.stderr)
         return 130
+    except (OSError, ValueError, LookupError, RuntimeError) as exc:  # ChainError, LabError, bad data ...
+        return _fail(exc)
+    except Exception as exc:  # never a traceback: one line, and how to see more
+        if os.environ.get("ATSKIT_DEBUG"):
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (set ATSKIT_DEBUG=1 for the traceback)")
+
+
+def _fail(message) -> int:
+    """Print one redacted error line; exit code 2."""
+    from helpers.report import redact
+
+    text = " ".join(str(message).split()) or type(message).__name__
+    print(redact(f"atskit: error: {text}"), file=sys.stderr)
+    return 2

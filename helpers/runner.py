@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,24 +45,65 @@ def execute(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     output_ipynb = out_dir / notebook.name
+    # papermill writes as it goes: work on a hidden temp file, publish it only once it is redacted
+    partial_ipynb = out_dir / f".{notebook.stem}.partial.ipynb"
     started = time.perf_counter()
     error = None
     try:
         papermill.execute_notebook(
             str(notebook),
-            str(output_ipynb),
+            str(partial_ipynb),
             parameters=parameters or {},
             kernel_name="python3",
             cwd=str(notebook.parent),
             progress_bar=False,
             log_output=False,
         )
-    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
+    except papermill.PapermillExecutionError as exc:
+        error = _unexpected_error(partial_ipynb, exc)
+    except Exception as exc:  # the kernel died, a parameter was refused, ...
         error = _one_line(exc)
+    if partial_ipynb.exists():  # reports never carry secrets: mask them before anything is exported
+        from helpers.report import redact, redact_notebook_file
+
+        redact_notebook_file(partial_ipynb)
+        error = redact(error) if error else error
+        os.replace(partial_ipynb, output_ipynb)
     output_html = _export_html(output_ipynb) if html and output_ipynb.exists() else None
     return NotebookRun(
         notebook.stem, error is None, time.perf_counter() - started, output_ipynb, output_html, error
     )
+
+
+def _unexpected_error(executed_ipynb: Path, exc: BaseException) -> str | None:
+    """The first error in a cell not tagged ``raises-exception``, or None if every error was expected.
+
+    papermill reports any error output, even from cells tagged to fail (nbclient runs past those);
+    a notebook whose only errors are in tagged cells succeeded. Its error-marker cells are removed.
+    """
+    import nbformat
+
+    if not executed_ipynb.exists():
+        return _one_line(exc)
+    nb = nbformat.read(executed_ipynb, as_version=4)
+    nb.cells = [c for c in nb.cells if _ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
+    unexpected = None
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        failed = errors or cell.get("metadata", {}).get("papermill", {}).get("exception")
+        if failed and "raises-exception" not in tags:
+            ename, evalue = (errors[0]["ename"], errors[0]["evalue"]) if errors else ("Error", "")
+            unexpected = f"{ename}: {evalue} (cell {cell.get('execution_count')})".replace("\n", " ")[:300]
+            break
+    if unexpected is None:
+        for cell in nb.cells:  # an expected failure is not a failed cell in the report
+            cell.get("metadata", {}).get("papermill", {})["exception"] = False
+    nbformat.write(nb, executed_ipynb)
+    return unexpected
+
+
+_ERROR_MARKER_TAG = "papermill-error-cell-tag"
 
 
 def _export_html(ipynb: Path) -> Path:
@@ -81,11 +124,24 @@ def _one_line(exc: BaseException) -> str:
     return f"{ename}: {evalue}{where}".replace("\n", " ")[:300]
 
 
-def run_all(out_dir: str | Path = "reports", *, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[NotebookRun]:
-    """Execute every numbered notebook in lab mode, printing one line per notebook."""
-    runs = []
-    for notebook in notebook_paths(notebooks_dir):
-        run = execute(notebook, Path(out_dir))
-        print(run.line(), flush=True)
-        runs.append(run)
-    return runs
+def run_all(
+    out_dir: str | Path = "reports", *, notebooks_dir: Path = NOTEBOOKS_DIR, workers: int | None = None
+) -> list[NotebookRun]:
+    """Execute every numbered notebook in lab mode, ``workers`` at a time, printing a line for each.
+
+    Notebooks are independent (each lab binds its own ephemeral port), so they run in parallel
+    processes; the default is one per core, at most four.
+    """
+    paths = notebook_paths(notebooks_dir)
+    workers = workers or min(4, os.cpu_count() or 1, max(1, len(paths)))
+    if workers <= 1:
+        runs = []
+        for path in paths:
+            runs.append(execute(path, Path(out_dir)))
+            print(runs[-1].line(), flush=True)
+        return runs
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(execute, path, Path(out_dir)): path for path in paths}
+        for future in as_completed(futures):
+            print(future.result().line(), flush=True)
+        return [future.result() for future in futures]

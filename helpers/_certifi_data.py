@@ -1,0 +1,706 @@
+"""Build data/certifi from the package index through pip: every certifi release's roots, each stored once."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from helpers import _x509
+from helpers._io import atomic_write_text
+from helpers._paths import DATA_DIR
+
+PACKAGE = "certifi"
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+ROOTS_FILE = "roots.pem"
+MEMBERSHIP_FILE = "membership.csv"
+RELEASES_FILE = "releases.csv"
+SOURCE_FILE = "source.json"
+RELEASE_COLUMNS = [
+    "version",
+    "version_on_index",
+    "status",
+    "uploaded_at",
+    "yanked",
+    "filename",
+    "file_sha256",
+    "fetched_with",
+    "cacert_member",
+    "cacert_sha256",
+    "blocks",
+    "roots",
+    "problems",
+    "problem_reasons",
+    "loaded_with_warning",
+    "fingerprints_digest",
+]
+_JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
+_FILE_RE = re.compile(r"^certifi-(?P<version>.+?)(?P<kind>-py[^-]*-none-any\.whl|\.tar\.gz|\.zip)$")
+
+
+class IndexUnreachable(OSError):
+    """The package index could not be reached (the embedded data is left as it is)."""
+
+
+class BuildError(RuntimeError):
+    """The index answered but a release could not be fetched or checked (nothing is written)."""
+
+
+@dataclass(frozen=True)
+class PipSettings:
+    """The pip options that decide where and how packages are fetched (index, proxy, TLS)."""
+
+    index_url: str
+    options: tuple[str, ...] = ()  # --cert, --proxy, --timeout, --retries, --trusted-host, ...
+    cert: str | None = None
+    proxy: str | None = None
+    timeout: float = 60.0
+
+    @property
+    def display_index_url(self) -> str:
+        """The index URL without any user:password part."""
+        return _redact_url(self.index_url)
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    """The one file of a release the build uses: the wheel where there is one, else the sdist."""
+
+    version_on_index: str
+    filename: str | None
+    url: str | None
+    sha256: str | None
+    uploaded_at: str | None
+    yanked: bool = False
+
+
+@dataclass
+class Release:
+    """One release as built: metadata plus its PEM blocks in file order."""
+
+    meta: dict
+    block_fingerprints: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build wrote or would write."""
+
+    data_dir: Path
+    index_url: str
+    releases: int
+    with_roots: int
+    distinct_blocks: int
+    downloaded: int
+    reused: int
+    without_roots: list[tuple[str, str]]  # (version, status) of releases with no usable cacert.pem
+    changed: bool = True  # False when the data already said exactly this
+
+    def line(self) -> str:
+        """One summary line."""
+        return (
+            f"certifi: {self.releases} releases on {self.index_url} ({self.with_roots} with a cacert.pem, "
+            f"{len(self.without_roots)} without), {self.distinct_blocks} distinct certificates; "
+            f"{self.downloaded} downloaded, {self.reused} reused; "
+            + (f"data written to {self.data_dir}" if self.changed else f"{self.data_dir} already up to date")
+        )
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return {
+            "data_dir": str(self.data_dir),
+            "index_url": self.index_url,
+            "releases": self.releases,
+            "with_roots": self.with_roots,
+            "distinct_certificates": self.distinct_blocks,
+            "downloaded": self.downloaded,
+            "reused": self.reused,
+            "changed": self.changed,
+            "without_roots": [{"version": v, "status": s} for v, s in self.without_roots],
+        }
+
+
+# ---------------------------------------------------------------- versions
+
+
+def normalize_version(version: str) -> str:
+    """PEP 440 normal form of a certifi version: '2020.06.20' -> '2020.6.20'."""
+    parts = str(version).strip().lower().lstrip("v").replace("-", ".").replace("_", ".").split(".")
+    return ".".join(str(int(p)) if p.isdigit() else p for p in parts if p != "")
+
+
+def version_key(version: str) -> tuple:
+    """Sort key for certifi versions (numeric parts numerically; '.post1' after the plain release)."""
+    key: list = []
+    for part in normalize_version(version).split("."):
+        match = re.fullmatch(r"([a-z]*)(\d*)", part)
+        if part.isdigit():
+            key.append((1, int(part), ""))
+        elif match:
+            key.append((0 if match.group(1) != "post" else 2, int(match.group(2) or 0), match.group(1)))
+        else:
+            key.append((0, 0, part))
+    return tuple(key)
+
+
+# ---------------------------------------------------------------- pip and the index
+
+
+def _redact_url(url: str) -> str:
+    """Drop credentials from a URL."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urllib.parse.urlunsplit(parts)
+
+
+def pip_settings(*, env: dict[str, str] | None = None) -> PipSettings:
+    """Read pip's effective index URL, certificate, proxy, timeout and retries (``pip config list``).
+
+    Environment variables (PIP_INDEX_URL, ...) win over the ``[download]`` section, which wins over
+    ``[global]``, as in pip. Extra indexes and find-links are deliberately not used: the build wants
+    the index's own file, checked against the index's own hash.
+    """
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, env=env, check=False
+    )
+    ranked: dict[str, tuple[int, str]] = {}
+    rank_of = {"global": 1, "download": 2, ":env:": 3}
+    for line in proc.stdout.splitlines():
+        key, sep, raw = line.partition("=")
+        if not sep:
+            continue
+        section, _, name = key.rpartition(".")
+        rank = rank_of.get(section)
+        if rank is None:
+            continue
+        try:
+            value = str(ast.literal_eval(raw))
+        except (ValueError, SyntaxError):
+            value = raw.strip("'\"")
+        name = {"default-timeout": "timeout"}.get(name, name)
+        if name not in ranked or rank >= ranked[name][0]:
+            ranked[name] = (rank, value)
+    values = {name: value for name, (_, value) in ranked.items()}
+    options: list[str] = []
+    for name in ("cert", "client-cert", "proxy", "timeout", "retries"):
+        if values.get(name):
+            options += [f"--{name}", values[name]]
+    for host in values.get("trusted-host", "").split():
+        options += ["--trusted-host", host]
+    try:
+        timeout = float(values.get("timeout", 60))
+    except ValueError:
+        timeout = 60.0
+    return PipSettings(
+        index_url=(values.get("index-url") or DEFAULT_INDEX_URL).rstrip("/"),
+        options=tuple(options),
+        cert=values.get("cert"),
+        proxy=values.get("proxy"),
+        timeout=timeout,
+    )
+
+
+def _pip(settings: PipSettings, *args: str) -> subprocess.CompletedProcess:
+    """Run pip isolated from extra indexes/find-links/constraints, with the user's index and TLS settings."""
+    command = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "--no-input"]
+    command += [*args, "--index-url", settings.index_url, *settings.options]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _last_error_line(text: str) -> str:
+    """The most telling line of pip's stderr."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for line in lines:
+        if "Expected sha256" in line or line.startswith("Got"):
+            found = " ".join(ln for ln in lines if ln.startswith(("Expected", "Got")))
+            return "hash mismatch: " + " ".join(found.split())
+    for line in reversed(lines):
+        if line.startswith("ERROR:"):
+            return line.removeprefix("ERROR:").strip()
+    return lines[-1] if lines else "no output"
+
+
+def _open_url(url: str, settings: PipSettings, *, accept: str | None = None):
+    """Open ``url`` with pip's CA file and proxy (TLS is always verified)."""
+    import ssl
+
+    handlers: list = []
+    if url.startswith("https:"):
+        context = ssl.create_default_context(cafile=settings.cert if settings.cert else None)
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    if settings.proxy:
+        handlers.append(urllib.request.ProxyHandler({"http": settings.proxy, "https": settings.proxy}))
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    return opener.open(request, timeout=settings.timeout)
+
+
+def fetch_index_page(settings: PipSettings, *, project: str = PACKAGE) -> tuple[str, dict]:
+    """The index's PEP 691 JSON page for ``project`` (files, hashes, PEP 700 upload-time, versions)."""
+    page_url = f"{settings.index_url}/{project}/"
+    shown = _redact_url(page_url)
+    try:
+        with _open_url(page_url, settings, accept=f"{_JSON_ACCEPT}, text/html;q=0.01") as response:
+            content_type = response.headers.get("Content-Type", "")
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise IndexUnreachable(f"the package index answered {exc.code} for {shown}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise IndexUnreachable(f"cannot reach the package index at {shown}: {reason}") from None
+    if "json" not in content_type:
+        raise BuildError(
+            f"{shown} does not serve the PEP 691 JSON API (got {content_type or 'no content type'}); "
+            "point PIP_INDEX_URL at an index that does, such as PyPI or a mirror that proxies it"
+        )
+    try:
+        return page_url, json.loads(body)
+    except ValueError as exc:
+        raise BuildError(f"{shown}: the JSON page is not valid JSON ({exc})") from None
+
+
+def pip_index_versions(settings: PipSettings, *, project: str = PACKAGE) -> list[str]:
+    """Versions pip itself sees on the index (``pip index versions``; yanked ones are not listed)."""
+    proc = _pip(settings, "index", "versions", project)
+    if proc.returncode != 0:
+        raise IndexUnreachable(
+            f"pip could not list {project} on {settings.display_index_url}: {_last_error_line(proc.stderr)}"
+        )
+    match = re.search(r"Available versions:\s*(.+)", proc.stdout)
+    return [v.strip() for v in match.group(1).split(",")] if match else []
+
+
+def plan_releases(page_url: str, page: dict, pip_versions: list[str]) -> list[ReleaseFile]:
+    """One ReleaseFile per version on the index (PEP 700 ``versions``; pip's list; versions of files)."""
+    by_version: dict[str, list[dict]] = {}
+    for entry in page.get("files", []):
+        match = _FILE_RE.match(entry.get("filename", ""))
+        if match:
+            by_version.setdefault(match.group("version"), []).append(entry)
+    versions = {normalize_version(v): v for v in pip_versions}
+    versions.update({normalize_version(v): v for v in page.get("versions", [])})
+    versions.update({normalize_version(v): v for v in by_version})
+    plan = []
+    for norm in sorted(versions, key=version_key):
+        raw = versions[norm]
+        entries = [e for v, files in by_version.items() if normalize_version(v) == norm for e in files]
+        wheels = [e for e in entries if e["filename"].endswith(".whl")]
+        chosen = (wheels or entries or [None])[0]
+        if chosen is None:
+            plan.append(ReleaseFile(raw, None, None, None, None))
+            continue
+        uploads = sorted(e.get("upload-time") for e in entries if e.get("upload-time"))
+        plan.append(
+            ReleaseFile(
+                version_on_index=raw,
+                filename=chosen["filename"],
+                url=urllib.parse.urljoin(page_url, chosen["url"]),
+                sha256=chosen.get("hashes", {}).get("sha256"),
+                uploaded_at=uploads[0] if uploads else None,
+                yanked=bool(chosen.get("yanked")),
+            )
+        )
+    return plan
+
+
+def _sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(release: ReleaseFile, settings: PipSettings, cache_dir: Path) -> tuple[Path, str]:
+    """Fetch the release's file with pip (hash-checked) into ``cache_dir``; return (path, how)."""
+    if not release.sha256:
+        raise BuildError(f"{release.filename}: the index gives no sha256 for it; cannot verify a download")
+    target = cache_dir / release.filename
+    how_file = cache_dir / f"{release.filename}.how"
+    if target.is_file() and _sha256_file(target) == release.sha256:
+        how = how_file.read_text().strip() if how_file.is_file() else "pip download"
+        return target, how
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(f"{PACKAGE}=={release.version_on_index} --hash=sha256:{release.sha256}\n")
+        kind = ["--only-binary", ":all:"] if release.filename.endswith(".whl") else ["--no-binary", ":all:"]
+        out = Path(tmp) / "out"
+        proc = _pip(
+            settings, "download", "-r", str(requirements), "--no-deps", "--no-build-isolation",
+            "--ignore-requires-python", *kind, "-d", str(out),
+        )  # fmt: skip
+        how = "pip download"
+        fetched = out / release.filename
+        if proc.returncode != 0 or not fetched.is_file():
+            pip_error = _last_error_line(proc.stderr)
+            if release.filename.endswith(".whl") or not release.url:
+                raise BuildError(f"pip could not download {release.filename}: {pip_error}")
+            # pip prepares an sdist's metadata before saving it; sdists from 2011-2014 no longer build
+            # on current Python, so fetch the same index file directly (same hash check).
+            out.mkdir(parents=True, exist_ok=True)
+            try:
+                with _open_url(release.url, settings) as response:
+                    fetched.write_bytes(response.read())
+            except (urllib.error.URLError, OSError) as exc:
+                raise BuildError(f"could not fetch {release.filename} from the index: {exc}") from None
+            how = "index file URL (pip could not prepare this old sdist's metadata)"
+        actual = _sha256_file(fetched)
+        if actual != release.sha256:
+            raise BuildError(
+                f"{release.filename}: sha256 {actual} does not match the index's {release.sha256}; "
+                "not using it (check your index mirror)"
+            )
+        os.replace(fetched, target)
+        atomic_write_text(how_file, how + "\n")
+    return target, how
+
+
+def extract_cacert(path: Path) -> tuple[str, bytes] | None:
+    """(member name, bytes) of the release's ``cacert.pem`` (the package's own, else any), or None."""
+    name = path.name
+    if name.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(path) as archive:
+            chosen = _choose_cacert(archive.namelist())
+            return (chosen, archive.read(chosen)) if chosen else None
+    with tarfile.open(path) as archive:
+        files = {m.name: m for m in archive.getmembers() if m.isfile()}
+        chosen = _choose_cacert(list(files))
+        if not chosen:
+            return None
+        handle = archive.extractfile(files[chosen])
+        return (chosen, handle.read()) if handle else None
+
+
+def _choose_cacert(names: list[str]) -> str | None:
+    """The package's ``certifi/cacert.pem`` if present, else the shallowest ``cacert.pem``."""
+    exact = [n for n in names if n == "certifi/cacert.pem" or n.endswith("/certifi/cacert.pem")]
+    anywhere = [n for n in names if n.rsplit("/", 1)[-1] == "cacert.pem"]
+    candidates = sorted(exact or anywhere, key=lambda n: (n.count("/"), n))
+    return candidates[0] if candidates else None
+
+
+# ---------------------------------------------------------------- PEM blocks
+
+
+def split_blocks(pem: bytes) -> list[tuple[str, bytes | None, bytes]]:
+    """Every CERTIFICATE block as (fingerprint, DER or None if not base64, raw body), in file order.
+
+    Fingerprints are computed as :func:`helpers._x509.parse_pem` computes them for problems, so a
+    block that cannot be loaded keeps the same identity.
+    """
+    blocks = []
+    for match in _x509._PEM_BLOCK.finditer(pem):
+        body = match.group(1)
+        try:
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+        except (binascii.Error, ValueError):
+            blocks.append((hashlib.sha256(body).hexdigest(), None, body))
+            continue
+        blocks.append((_x509.der_fingerprint(der), der, body))
+    return blocks
+
+
+def block_pem(der: bytes | None, body: bytes) -> bytes:
+    """A block as PEM text: re-wrapped base64 of the DER, or the raw body when it is not base64."""
+    if der is None:
+        text = body
+    else:
+        encoded = base64.b64encode(der)
+        text = b"\n".join(encoded[i : i + 64] for i in range(0, len(encoded), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + text + b"\n-----END CERTIFICATE-----\n"
+
+
+def fingerprints_digest(fingerprints: list[str] | set[str] | frozenset[str]) -> str:
+    """SHA-256 of the sorted set of fingerprints, one per line (what reconstruction must reproduce)."""
+    return hashlib.sha256("\n".join(sorted(set(fingerprints))).encode()).hexdigest()
+
+
+def _describe_block(der: bytes | None, body: bytes) -> tuple[str, str | None, bool]:
+    """(display name, problem reason or None, loaded with a parser warning) of one block, via parse_pem."""
+    parsed = _x509.parse_pem(block_pem(der, body))
+    if parsed.certificates:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # parse_pem recorded any warning; names may warn again
+            return _x509.display_name(parsed.certificates[0].subject), None, bool(parsed.warnings)
+    reason = parsed.problems[0].reason if parsed.problems else "not a certificate"
+    return "(unusable)", reason, False
+
+
+# ---------------------------------------------------------------- reading and writing data/certifi
+
+
+def read_roots_text(data_dir: Path) -> dict[str, bytes]:
+    """fingerprint -> PEM block text of data/certifi/roots.pem."""
+    pem = (data_dir / ROOTS_FILE).read_bytes()
+    return {fp: block_pem(der, body) for fp, der, body in split_blocks(pem)}
+
+
+def read_membership(data_dir: Path) -> dict[str, list[str]]:
+    """version -> block fingerprints in file order."""
+    members: dict[str, list[tuple[int, str]]] = {}
+    with open(data_dir / MEMBERSHIP_FILE, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        at_version, at_position, at_fp = (
+            header.index(c) for c in ("version", "position", "fingerprint_sha256")
+        )
+        for row in reader:
+            members.setdefault(row[at_version], []).append((int(row[at_position]), row[at_fp]))
+    return {v: [fp for _, fp in sorted(rows)] for v, rows in members.items()}
+
+
+def read_releases(data_dir: Path) -> list[dict]:
+    """Rows of data/certifi/releases.csv as dicts of strings."""
+    with open(data_dir / RELEASES_FILE, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _csv_text(rows: list[dict], columns: list[str]) -> str:
+    """Rows as CSV text with a header."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_data(data_dir: Path, releases: list[Release], blocks: dict[str, bytes], source: dict) -> bool:
+    """Write roots.pem, membership.csv, source.json, releases.csv atomically; False if nothing changed."""
+    roots_lines = [
+        "# Every distinct certificate of every certifi release's cacert.pem, by SHA-256 fingerprint.\n"
+        "# Built by scripts/build_certifi_data.py; see data/README.md. Licence: MPL-2.0 (certifi).\n"
+    ]
+    for fp in sorted(blocks):
+        der_list = split_blocks(blocks[fp])
+        name, reason, _ = _describe_block(der_list[0][1], der_list[0][2])
+        roots_lines.append(
+            f"\n# sha256 {fp}\n# {name}" + (f" -- unusable: {reason}" if reason else "") + "\n"
+        )
+        roots_lines.append(blocks[fp].decode("ascii", "replace"))
+    membership = [
+        {"version": r.meta["version"], "position": i, "fingerprint_sha256": fp}
+        for r in releases
+        for i, fp in enumerate(r.block_fingerprints)
+    ]
+    texts = {
+        ROOTS_FILE: "".join(roots_lines),
+        MEMBERSHIP_FILE: _csv_text(membership, ["version", "position", "fingerprint_sha256"]),
+        RELEASES_FILE: _csv_text([r.meta for r in releases], RELEASE_COLUMNS),
+    }
+    changed = [name for name, text in texts.items() if not _same_text(data_dir / name, text)]
+    if not changed and (data_dir / SOURCE_FILE).is_file():
+        return False  # nothing new: leave every file (and its build time) as it is
+    for name in (ROOTS_FILE, MEMBERSHIP_FILE):  # releases.csv last: it names what the others hold
+        atomic_write_text(data_dir / name, texts[name])
+    atomic_write_text(data_dir / SOURCE_FILE, json.dumps(source, indent=2) + "\n")
+    atomic_write_text(data_dir / RELEASES_FILE, texts[RELEASES_FILE])
+    return True
+
+
+def _same_text(path: Path, text: str) -> bool:
+    """Does ``path`` already hold exactly ``text``?"""
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+# ---------------------------------------------------------------- the build
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded release files are kept ($XDG_CACHE_HOME/atskit/certifi-files)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "atskit" / "certifi-files"
+
+
+def _release_from_file(plan: ReleaseFile, path: Path, how: str, blocks: dict[str, bytes]) -> Release:
+    """Read one downloaded file's cacert.pem into a Release (and its blocks into ``blocks``)."""
+    meta = _base_meta(plan) | {"file_sha256": plan.sha256, "fetched_with": how}
+    found = extract_cacert(path)
+    if found is None:
+        return Release(meta | {"status": "no cacert.pem in the file"})
+    member, pem = found
+    parsed_blocks = split_blocks(pem)
+    reasons: dict[str, int] = {}
+    roots = warned = 0
+    for fp, der, body in parsed_blocks:
+        blocks.setdefault(fp, block_pem(der, body))
+        _, reason, warning = _describe_block(der, body)
+        warned += warning
+        if reason is None:
+            roots += 1
+        else:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    fps = [fp for fp, _, _ in parsed_blocks]
+    status = "ok" if roots else "cacert.pem has no usable certificate"
+    meta |= {
+        "status": status,
+        "cacert_member": member,
+        "cacert_sha256": hashlib.sha256(pem).hexdigest(),
+        "blocks": len(fps),
+        "roots": roots,
+        "problems": len(fps) - roots,
+        "problem_reasons": "; ".join(f"{n} x {r}" for r, n in sorted(reasons.items())),
+        "loaded_with_warning": warned,
+        "fingerprints_digest": fingerprints_digest(fps),
+    }
+    return Release(meta, fps)
+
+
+def _base_meta(plan: ReleaseFile) -> dict:
+    """Metadata every release row has, file or not."""
+    return {
+        "version": normalize_version(plan.version_on_index),
+        "version_on_index": plan.version_on_index,
+        "status": "no file on the index",
+        "uploaded_at": plan.uploaded_at or "",
+        "yanked": plan.yanked,
+        "filename": plan.filename or "",
+    }
+
+
+def build(
+    *,
+    data_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    full: bool = False,
+    progress: bool = True,
+    workers: int = 4,
+    settings: PipSettings | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Rebuild or extend data/certifi from the configured index (through pip); nothing written on error.
+
+    Releases whose file (same name, same index sha256) is already in the data are reused unless
+    ``full``; every other release is downloaded with pip and checked against the index's sha256.
+    """
+    from tqdm.auto import tqdm
+
+    data_dir = Path(data_dir) if data_dir else DATA_DIR / "certifi"
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    settings = settings or pip_settings()
+    page_url, page = fetch_index_page(settings)
+    plan = plan_releases(page_url, page, pip_index_versions(settings))
+    if not plan:
+        raise BuildError(f"{settings.display_index_url} lists no {PACKAGE} release")
+
+    existing_meta: dict[str, dict] = {}
+    existing_members: dict[str, list[str]] = {}
+    existing_blocks: dict[str, bytes] = {}
+    if not full and (data_dir / RELEASES_FILE).is_file():
+        try:
+            existing_meta = {r["version"]: r for r in read_releases(data_dir)}
+            existing_members = read_membership(data_dir)
+            existing_blocks = read_roots_text(data_dir)
+        except (OSError, KeyError, ValueError, StopIteration):  # incomplete or foreign data: rebuild it all
+            existing_meta, existing_members, existing_blocks = {}, {}, {}
+
+    blocks: dict[str, bytes] = {}
+    releases: dict[str, Release] = {}
+    to_fetch: list[ReleaseFile] = []
+    for item in plan:
+        version = normalize_version(item.version_on_index)
+        old = existing_meta.get(version)
+        if item.filename is None:
+            releases[version] = Release(_base_meta(item))
+        elif old and old["filename"] == item.filename and old["file_sha256"] == item.sha256:
+            fps = existing_members.get(version, [])
+            if all(fp in existing_blocks for fp in fps):
+                releases[version] = Release({k: old.get(k, "") for k in RELEASE_COLUMNS} | _base_meta(item)
+                                            | {"status": old["status"]}, fps)  # fmt: skip
+                for fp in fps:
+                    blocks[fp] = existing_blocks[fp]
+                continue
+            to_fetch.append(item)
+        else:
+            to_fetch.append(item)
+
+    bar = tqdm(total=len(to_fetch), desc="certifi releases", unit="release", disable=not progress)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = {pool.submit(download, item, settings, cache_dir): item for item in to_fetch}
+            for future in as_completed(futures):
+                item = futures[future]
+                try:
+                    path, how = future.result()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                releases[normalize_version(item.version_on_index)] = _release_from_file(
+                    item, path, how, blocks
+                )
+                bar.update(1)
+    finally:
+        bar.close()
+
+    ordered = [releases[normalize_version(p.version_on_index)] for p in plan]
+    import importlib.metadata as md
+
+    source = {
+        "package": PACKAGE,
+        "index_url": settings.display_index_url,
+        "index_page": _redact_url(page_url),
+        "built_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "pip": md.version("pip"),
+        "cryptography": md.version("cryptography"),
+        "releases": len(ordered),
+        "distinct_certificates": len(blocks),
+    }
+    written = write_data(data_dir, ordered, blocks, source)
+    without = [(r.meta["version"], r.meta["status"]) for r in ordered if r.meta["status"] != "ok"]
+    return BuildResult(
+        data_dir=data_dir,
+        index_url=settings.display_index_url,
+        releases=len(ordered),
+        with_roots=len(ordered) - len(without),
+        distinct_blocks=len(blocks),
+        downloaded=len(to_fetch),
+        reused=sum(1 for p in plan if p.filename) - len(to_fetch),
+        without_roots=without,
+        changed=written,
+    )
+
+
+def cached_files(cache_dir: Path | None = None, *, data_dir: Path | None = None) -> dict[str, Path]:
+    """version -> downloaded file in the cache whose sha256 matches releases.csv (for benchmarks)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    data_dir = Path(data_dir) if data_dir else DATA_DIR / "certifi"
+    found = {}
+    for row in read_releases(data_dir):
+        path = cache_dir / row["filename"] if row["filename"] else None
+        if path and path.is_file() and _sha256_file(path) == row["file_sha256"]:
+            found[row["version"]] = path
+    return found
+
+
+def clear_cache(cache_dir: Path | None = None) -> None:
+    """Delete the download cache."""
+    shutil.rmtree(Path(cache_dir) if cache_dir else default_cache_dir(), ignore_errors=True)

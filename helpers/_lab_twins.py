@@ -1,0 +1,252 @@
+"""Lab twins of the real CAs behind AWS IoT's endpoints, and trust views that swap them in.
+
+A twin has the real certificate's subject name plus one extra OU (``LAB_OU``) saying it is a lab twin,
+the real root's validity and key type, and a key made here. ``trust_view`` takes a real bundle and
+replaces each real root that has a twin (matched by the real subject name) with that twin, so the lab
+is trusted exactly where the real root was.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+
+import pandas as pd
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+
+from helpers import _x509, bundles
+from helpers.pki import CA, LeafCert, make_name
+
+LAB_OU = "ATS kit lab twin - not the real certificate"
+
+# Roots: the real certificate is looked up by its CN in real bundles (its full name, validity and key
+# type are copied from it). Intermediates are not in any root bundle; their public subject names are
+# spelled out here, and each is issued by the twin of its real issuer.
+_ROOT_CNS = {
+    "verisign_g5": "VeriSign Class 3 Public Primary Certification Authority - G5",
+    "amazon_root_ca_1": "Amazon Root CA 1",
+    "amazon_root_ca_3": "Amazon Root CA 3",
+    "starfield_services_g2": "Starfield Services Root Certificate Authority - G2",
+}
+_INTERMEDIATES = {  # twin id -> (issuer twin id, C, O, OU, CN, key type)
+    "symantec_g4": (
+        "verisign_g5",
+        "US",
+        "Symantec Corporation",
+        "Symantec Trust Network",
+        "Symantec Class 3 Secure Server CA - G4",
+        "rsa",
+    ),
+    "amazon_rsa_2048_m01": ("amazon_root_ca_1", "US", "Amazon", None, "Amazon RSA 2048 M01", "rsa"),
+    "amazon_ecdsa_256_m01": ("amazon_root_ca_3", "US", "Amazon", None, "Amazon ECDSA 256 M01", "ec"),
+}
+# What each served chain is: the leaf's issuing intermediate, then what the server sends above it.
+CHAINS = {
+    "legacy": ("symantec_g4", None),
+    "ats-rsa": ("amazon_rsa_2048_m01", "amazon_root_ca_1"),
+    "ats-ecdsa": ("amazon_ecdsa_256_m01", "amazon_root_ca_3"),
+}
+# Where the real root is looked up when the installed botocore's vendored file lacks it.
+_FALLBACK_RELEASE = "2020.6.20"
+
+
+def lab_name(real: x509.Name) -> x509.Name:
+    """The real name with the lab-twin OU added just before the CN (at the end if there is no CN)."""
+    rdns = list(real.rdns)
+    marker = x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, LAB_OU)])
+    cn_at = [i for i, rdn in enumerate(rdns) if rdn.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    rdns.insert(cn_at[0] if cn_at else len(rdns), marker)
+    return x509.Name(rdns)
+
+
+def real_name(name: x509.Name) -> x509.Name:
+    """A name without the lab-twin OU: the real certificate's name for a twin."""
+    return x509.Name([rdn for rdn in name.rdns if not any(_is_lab_ou(attribute) for attribute in rdn)])
+
+
+def _is_lab_ou(attribute: x509.NameAttribute) -> bool:
+    """True for the OU attribute that marks a lab twin."""
+    return attribute.oid == NameOID.ORGANIZATIONAL_UNIT_NAME and attribute.value == LAB_OU
+
+
+def is_lab_twin(cert: x509.Certificate) -> bool:
+    """True for a certificate made by the lab (its subject carries the lab-twin OU)."""
+    return any(_is_lab_ou(attribute) for attribute in cert.subject)
+
+
+def _key_type(cert: x509.Certificate) -> str:
+    """The pki key type matching a real certificate's key ('rsa', 'rsa4096', 'ec', 'ec384')."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "rsa" if key.key_size <= 2048 else "rsa4096"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "ec" if key.curve.name == "secp256r1" else "ec384"
+    raise ValueError(f"{_x509.display_name(cert.subject)}: key {type(key).__name__} has no lab twin type")
+
+
+def _real_roots() -> dict[str, x509.Certificate]:
+    """The real root certificates the twins copy, from botocore's vendored file (or certifi 2020.6.20)."""
+    sources = [bundles.botocore_vendored, lambda: bundles.certifi(_FALLBACK_RELEASE)]
+    found: dict[str, x509.Certificate] = {}
+    for load in sources:
+        for cert in load().certificates:
+            cn = _x509.name_attr(cert.subject, NameOID.COMMON_NAME)
+            for twin_id, root_cn in _ROOT_CNS.items():
+                if cn == root_cn and cert.subject == cert.issuer:
+                    found.setdefault(twin_id, cert)
+        if len(found) == len(_ROOT_CNS):
+            return found
+    missing = sorted(cn for twin_id, cn in _ROOT_CNS.items() if twin_id not in found)
+    raise LookupError(
+        f"real root(s) {missing} not found in botocore's cacert.pem or certifi {_FALLBACK_RELEASE}"
+    )
+
+
+@dataclass
+class LabPKI:
+    """Twin CAs (by twin id), the real roots they stand for, cross-signatures and per-region leaves."""
+
+    cas: dict[str, CA]
+    real_roots: dict[str, x509.Certificate]
+    cross_signed: dict[str, x509.Certificate]  # twin id -> that twin's name and key, issued by Starfield G2
+    _leaves: dict[str, dict[str, LeafCert]] = field(default_factory=dict, repr=False)
+    _twin_of: dict[int, tuple] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def roots(self) -> list[x509.Certificate]:
+        """The twin roots (self-signed)."""
+        return [self.cas[t].cert for t in _ROOT_CNS]
+
+    def twin_for(self, cert: x509.Certificate) -> x509.Certificate | None:
+        """The twin of a real root (same subject name, self-issued), or None if it has none."""
+        seen = self._twin_of.get(id(cert))
+        if seen is not None and seen[0] is cert:  # the entry keeps ``cert`` alive, so its id is not reused
+            return seen[1]
+        twin = None
+        if cert.subject == cert.issuer:
+            for twin_id, real in self.real_roots.items():
+                if real.subject == cert.subject:
+                    twin = self.cas[twin_id].cert
+        self._twin_of[id(cert)] = (cert, twin)
+        return twin
+
+    def leaves(self, region: str) -> dict[str, LeafCert]:
+        """Server certificates for one region, one per served chain (made once, then reused)."""
+        with self._lock:
+            if region not in self._leaves:
+                names = (f"*.iot.{region}.amazonaws.com", f"iot.{region}.amazonaws.com")
+                legacy_names = (f"*.iot.{region}.amazonaws.com", f"data.iot.{region}.amazonaws.com")
+                made = {}
+                for chain_id, (issuer_id, _) in CHAINS.items():
+                    made[chain_id] = self.cas[issuer_id].issue_cert(
+                        *(legacy_names if chain_id == "legacy" else names),
+                        organization="Amazon.com, Inc.",
+                        organizational_unit=LAB_OU,
+                        key_type="ec" if chain_id == "ats-ecdsa" else "rsa",
+                    )
+                self._leaves[region] = made
+            return self._leaves[region]
+
+    def served_chain_pems(self, chain_id: str, region: str) -> list[bytes]:
+        """What the lab server sends for a chain: leaf, intermediate, then any cross-signed root."""
+        leaf = self.leaves(region)[chain_id]
+        pems = leaf.cert_chain_pems()  # leaf + intermediate (the root is not sent)
+        cross_id = CHAINS[chain_id][1]
+        if cross_id:
+            pems.append(_x509.to_pem([self.cross_signed[cross_id]]))
+        return pems
+
+    def frame(self) -> pd.DataFrame:
+        """One row per twin CA: twin id, role, name, issuer, key, and the real root's fingerprint."""
+        rows = []
+        for twin_id, ca in self.cas.items():
+            real = self.real_roots.get(twin_id)
+            rows.append(
+                {
+                    "twin_id": twin_id,
+                    "role": "root" if ca.parent is None else "intermediate",
+                    **_x509.describe(ca.cert),
+                    "real_fingerprint_sha256": _x509.fingerprint(real) if real is not None else None,
+                }
+            )
+        for twin_id, cert in self.cross_signed.items():
+            rows.append(
+                {"twin_id": f"{twin_id}_by_starfield", "role": "cross-signed", **_x509.describe(cert)}
+            )
+        columns = ["twin_id", "role", *_x509.DESCRIBE_COLUMNS, "real_fingerprint_sha256"]
+        return pd.DataFrame(rows, columns=columns)
+
+
+_pki_lock = threading.Lock()
+
+
+def pki() -> LabPKI:
+    """The process's lab PKI: twins of the real roots and intermediates (made once per process)."""
+    with _pki_lock:
+        return _make_pki()
+
+
+@functools.cache
+def _make_pki() -> LabPKI:
+    """Build the twin CAs and cross-signatures (RSA key generation makes this take a moment)."""
+    real_roots = _real_roots()
+    cas: dict[str, CA] = {}
+    for twin_id, real in real_roots.items():
+        cas[twin_id] = CA(
+            lab_name(real.subject),
+            key_type=_key_type(real),
+            not_before=real.not_valid_before_utc,
+            not_after=real.not_valid_after_utc,
+        )
+    for twin_id, (issuer_id, country, org, unit, cn, key_type) in _INTERMEDIATES.items():
+        name = lab_name(make_name(cn, organization=org, organizational_unit=unit, country=country))
+        cas[twin_id] = cas[issuer_id].create_child_ca(name, key_type=key_type, path_length=0)
+    starfield = cas["starfield_services_g2"]
+    cross_signed = {t: starfield.cross_sign(cas[t]) for t in ("amazon_root_ca_1", "amazon_root_ca_3")}
+    return LabPKI(cas=cas, real_roots=real_roots, cross_signed=cross_signed)
+
+
+_views: dict[str, bundles.Bundle] = {}
+_bundle_views: dict[int, tuple[bundles.Bundle, bundles.Bundle]] = {}
+
+
+def trust_view(release: str | bundles.Bundle) -> bundles.Bundle:
+    """A real bundle (a certifi release, or any Bundle) with each real root that has a twin replaced.
+
+    ``trust_view("2021.10.8").path()`` is a PEM file for boto3's ``verify=`` or ``AWS_CA_BUNDLE``.
+    """
+    if isinstance(release, str):
+        if release not in _views:
+            _views[release] = trust_view(bundles.certifi(release))
+        return _views[release]
+    seen = _bundle_views.get(id(release))
+    if seen is not None and seen[0] is release:  # the entry keeps ``release`` alive: its id stays unique
+        return seen[1]
+    view = _swap_twins(release)
+    _bundle_views[id(release)] = (release, view)
+    return view
+
+
+def _swap_twins(release: bundles.Bundle) -> bundles.Bundle:
+    """A copy of ``release`` with each real root that has a twin replaced by the twin."""
+    lab = pki()
+    pairs = [(c, lab.twin_for(c)) for c in release.certificates]
+    certs = [twin or real for real, twin in pairs]
+    twins = {_x509.fingerprint(twin) for _, twin in pairs if twin is not None}
+    return bundles.Bundle(
+        name=f"lab view of {release.name}",
+        version=release.version,
+        source=f"{release.source} ({len(twins)} real roots replaced by lab twins)",
+        certificates=certs,
+        problems=list(release.problems),
+        warnings={fp: w for fp, w in release.warnings.items() if fp not in twins},
+    )
+
+
+def twin_roots() -> bundles.Bundle:
+    """A bundle of the twin roots only (what the lab's own setup calls trust)."""
+    return bundles.Bundle(name="lab twin roots", version=None, source="helpers.lab", certificates=pki().roots)

@@ -1,0 +1,635 @@
+"""Chains: capture what a server presents, verify it against any trust store at any time, say what's wrong."""
+
+from __future__ import annotations
+
+import _ssl  # ENCODING_DER, for the certificate objects of Python < 3.13's unverified chain
+import datetime as dt
+import functools
+import ipaddress
+import os
+import re
+import socket
+import ssl
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+from cryptography import x509
+from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
+
+from helpers import _x509
+from helpers import bundles as _bundles
+from helpers._io import atomic_write_text
+from helpers.bundles import Bundle
+
+__all__ = [
+    "REASONS",
+    "Chain",
+    "ChainError",
+    "Verdict",
+    "across_bundles",
+    "across_certifi",
+    "fetch_chain",
+    "load_chain",
+    "matrix",
+    "style_verdicts",
+    "transitions",
+    "verify",
+]
+
+REASONS = (
+    "ok",
+    "missing-root",
+    "missing-intermediate",
+    "expired",
+    "not-yet-valid",
+    "hostname-mismatch",
+    "self-signed",
+    "other",
+)
+VERDICT_COLUMNS = ["ok", "reason", "missing_issuer", "message"]
+_HEADER_FIELDS = (
+    "host",
+    "port",
+    "server_name",
+    "captured_at",
+    "peer_address",
+    "tls_version",
+    "cipher",
+    "alpn",
+)
+_HEADER_LINE = re.compile(r"^#\s*([a-z_]+):\s?(.*)$")
+_MAX_DEPTH = 8  # cryptography's default maximum chain depth
+
+
+class ChainError(OSError):
+    """A chain could not be captured from host:port; the message says why, in one line."""
+
+
+@dataclass(eq=False)
+class Chain:
+    """The certificates a server presented (leaf first) and where and when they were captured."""
+
+    certificates: list[x509.Certificate]
+    host: str | None = None
+    port: int | None = None
+    server_name: str | None = None  # the SNI sent; None means the host was used
+    captured_at: dt.datetime | None = None
+    peer_address: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    alpn: str | None = None  # the protocol the server selected, if ALPN was offered
+    notes: dict[str, str] = field(default_factory=dict)  # other '# key: value' lines of a saved chain
+
+    def __post_init__(self) -> None:
+        if not self.certificates:
+            raise ValueError("a Chain needs at least one certificate (the server's own, first)")
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        """The server's own certificate."""
+        return self.certificates[0]
+
+    @property
+    def intermediates(self) -> list[x509.Certificate]:
+        """Every other certificate the server sent, in the order it sent them."""
+        return self.certificates[1:]
+
+    @property
+    def hostname(self) -> str | None:
+        """The name a client checks the leaf against: the SNI sent, else the host."""
+        return self.server_name or self.host
+
+    @property
+    def label(self) -> str:
+        """'host:port' for a captured chain, else the leaf's name."""
+        if self.host:
+            return f"{self.host}:{self.port}" if self.port else self.host
+        return _x509.display_name(self.leaf.subject)
+
+    def __len__(self) -> int:
+        return len(self.certificates)
+
+    def __repr__(self) -> str:
+        names = " -> ".join(_x509.display_name(c.subject) for c in self.certificates)
+        return f"<Chain {self.label}: {names}>"
+
+    def frame(self) -> pd.DataFrame:
+        """One row per presented certificate: position, role, who signed whom, the usual columns, SANs."""
+        rows = []
+        for position, cert in enumerate(self.certificates):
+            previous = self.certificates[position - 1] if position else None
+            rows.append(
+                {
+                    "position": position,
+                    "role": "leaf" if position == 0 else ("root" if _self_signed(cert) else "intermediate"),
+                    "signs_previous": None if previous is None else _issued_by(previous, cert),
+                    **_x509.describe(cert),
+                    "sans": "; ".join(_x509.subject_alt_names(cert)) if position == 0 else None,
+                }
+            )
+        columns = ["position", "role", "signs_previous", *_x509.DESCRIBE_COLUMNS, "sans"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def pem(self) -> bytes:
+        """The certificates as PEM, leaf first, without the metadata header."""
+        return _x509.to_pem(self.certificates)
+
+    def header(self) -> str:
+        """The metadata as '# key: value' lines (what :meth:`save` writes before the PEM)."""
+        lines = ["# atskit chain: certificates as the server presented them, leaf first"]
+        for key in _HEADER_FIELDS:
+            value = getattr(self, key)
+            if value is not None:
+                lines.append(f"# {key}: {value.isoformat() if isinstance(value, dt.datetime) else value}")
+        lines += [f"# {key}: {' '.join(str(value).split())}" for key, value in self.notes.items()]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the chain as PEM with its metadata header (atomically) and return the path."""
+        return atomic_write_text(path, self.header() + self.pem().decode("ascii"))
+
+
+def load_chain(path_or_pem: str | os.PathLike | bytes) -> Chain:
+    """A chain from a file or PEM text: a saved chain, ``openssl s_client -showcerts`` output, any PEM.
+
+    '# key: value' lines before the first certificate fill the metadata; other text is ignored.
+    """
+    if isinstance(path_or_pem, bytes):
+        text, source = path_or_pem.decode("utf-8", "replace"), "<PEM bytes>"
+    elif isinstance(path_or_pem, str) and "-----BEGIN" in path_or_pem:
+        text, source = path_or_pem, "<PEM text>"
+    else:
+        path = Path(path_or_pem)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such chain file; pass a PEM file saved by Chain.save()")
+        text, source = path.read_text("utf-8", "replace"), str(path)
+    parsed = _x509.parse_pem(text)
+    if parsed.problems:
+        problem = parsed.problems[0]
+        raise ValueError(
+            f"{source}: certificate {problem.position + 1} cannot be read ({problem.reason}); "
+            "pass the PEM exactly as captured"
+        )
+    if not parsed.certificates:
+        raise ValueError(f"{source}: no PEM CERTIFICATE blocks found; pass a chain saved by Chain.save()")
+    meta: dict[str, object] = {}
+    notes: dict[str, str] = {}
+    for line in text.split("-----BEGIN", 1)[0].splitlines():
+        match = _HEADER_LINE.match(line.strip())
+        if not match:
+            continue
+        key, value = match.group(1), match.group(2).strip()
+        if key not in _HEADER_FIELDS:
+            notes[key] = value
+        elif key == "port":
+            if not value.isdigit():
+                raise ValueError(f"{source}: header 'port: {value}' is not a port number; fix or remove it")
+            meta[key] = int(value)
+        elif key == "captured_at":
+            try:
+                meta[key] = dt.datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"{source}: header 'captured_at: {value}' is not an ISO 8601 time; fix or remove it"
+                ) from None
+        else:
+            meta[key] = value
+    return Chain(certificates=parsed.certificates, notes=notes, **meta)
+
+
+# --- capture ---------------------------------------------------------------------------------------
+
+
+def _unverified_capture_context(alpn: str | Iterable[str] | None = None) -> ssl.SSLContext:
+    """A client context that records what the server presents WITHOUT verifying it (capture only).
+
+    Nothing made with it is ever trusted: :func:`fetch_chain` returns the certificates, and a verdict
+    comes only from :func:`verify` against an explicit trust store.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if alpn:
+        context.set_alpn_protocols([alpn] if isinstance(alpn, str) else list(alpn))
+    return context
+
+
+def _presented_chain_der(tls: ssl.SSLSocket) -> list[bytes]:
+    """DER of every certificate the peer sent, in its order (public API on 3.13+, else the _ssl object)."""
+    public = getattr(tls, "get_unverified_chain", None)
+    chain = public() if public is not None else tls._sslobj.get_unverified_chain()  # 3.10-3.12
+    return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in chain or []]
+
+
+def fetch_chain(
+    host: str,
+    port: int = 443,
+    *,
+    server_name: str | None = None,
+    timeout: float = 10.0,
+    alpn: str | Iterable[str] | None = None,
+) -> Chain:
+    """Connect, do a real TLS handshake and record the whole chain the server presents, untrusted.
+
+    ``server_name`` is the SNI to send (default: ``host``); ``alpn`` offers protocols, e.g.
+    ``"x-amzn-mqtt-ca"`` for AWS IoT's MQTT on 443. Failures raise a one-line :class:`ChainError`.
+    """
+    where = f"{host}:{port}"
+    context = _unverified_capture_context(alpn)
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=server_name or host) as tls,
+        ):
+            ders = _presented_chain_der(tls)
+            peer = tls.getpeername()
+            cipher = tls.cipher()
+            chain_meta = {
+                "peer_address": f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}",
+                "tls_version": tls.version(),
+                "cipher": cipher[0] if cipher else None,
+                "alpn": tls.selected_alpn_protocol(),
+            }
+    except socket.gaierror as exc:
+        raise ChainError(f"{where}: cannot resolve {host!r} ({exc.strerror}); check the name") from None
+    except ConnectionRefusedError:
+        raise ChainError(f"{where}: connection refused; nothing is listening there") from None
+    except TimeoutError:
+        raise ChainError(
+            f"{where}: no answer within {timeout:g} s; check the host, port and firewall"
+        ) from None
+    except ConnectionResetError:
+        raise ChainError(f"{where}: the peer reset the connection during the TLS handshake") from None
+    except ssl.SSLEOFError:
+        raise ChainError(f"{where}: the peer closed the connection during the TLS handshake") from None
+    except ssl.SSLError as exc:
+        raise ChainError(
+            f"{where}: TLS handshake failed ({exc.reason or exc}); is this a TLS port?"
+        ) from None
+    except OSError as exc:
+        raise ChainError(f"{where}: cannot connect ({exc.strerror or exc})") from None
+    if not ders:
+        raise ChainError(f"{where}: the server presented no certificate")
+    certificates = [x509.load_der_x509_certificate(der) for der in ders]
+    return Chain(
+        certificates,
+        host=host,
+        port=port,
+        server_name=server_name,
+        captured_at=dt.datetime.now(dt.UTC),
+        **chain_meta,
+    )
+
+
+# --- verification ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a chain verifies against a bundle for a hostname at a moment, and if not, why."""
+
+    ok: bool
+    reason: str  # one of REASONS
+    message: str  # one plain sentence
+    missing_issuer: str | None = None  # the name the path could not reach (missing-*, self-signed)
+    path: tuple[x509.Certificate, ...] = ()  # leaf -> trust anchor, when ok
+    bundle: str = ""  # the bundle's label
+    hostname: str = ""
+    at: dt.datetime | None = None
+    detail: str | None = None  # cryptography's own error text, when not ok
+
+    def row(self) -> dict:
+        """The verdict's tidy columns (ok, reason, missing_issuer, message)."""
+        return {column: getattr(self, column) for column in VERDICT_COLUMNS}
+
+
+class _Trust:
+    """A bundle prepared for verification: its cryptography Store, and (when a failure needs them) its
+    roots by subject name and as a set."""
+
+    def __init__(self, certificates: list[x509.Certificate]) -> None:
+        self.certificates = certificates
+        self.store = Store(certificates) if certificates else None  # cryptography refuses an empty Store
+
+    @cached_property
+    def by_subject(self) -> dict[bytes, list[x509.Certificate]]:
+        """Subject name DER -> roots of that name."""
+        index: dict[bytes, list[x509.Certificate]] = {}
+        for cert in self.certificates:
+            index.setdefault(_names(cert)[0], []).append(cert)
+        return index
+
+    @cached_property
+    def members(self) -> frozenset[x509.Certificate]:
+        """The roots as a set (certificates compare and hash by their DER)."""
+        return frozenset(self.certificates)
+
+
+_TRUST: weakref.WeakKeyDictionary[Bundle, _Trust] = weakref.WeakKeyDictionary()
+
+
+def _trust(bundle: Bundle) -> _Trust:
+    """The bundle's store and index, built once per Bundle object and reused."""
+    trust = _TRUST.get(bundle)
+    if trust is None:
+        trust = _TRUST[bundle] = _Trust(list(bundle.certificates))
+    return trust
+
+
+def _server_name(hostname: str) -> DNSName | IPAddress:
+    """cryptography's subject for a hostname: an IPAddress for an IP literal, else a DNSName."""
+    try:
+        return IPAddress(ipaddress.ip_address(hostname))
+    except ValueError:
+        pass
+    return DNSName(hostname)
+
+
+def _utc(at: dt.datetime | None) -> dt.datetime:
+    """``at`` as an aware UTC time (now when None; a naive time is taken as UTC)."""
+    if at is None:
+        return dt.datetime.now(dt.UTC)
+    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+
+
+def verify(chain: Chain, bundle: Bundle, *, hostname: str, at: dt.datetime | None = None) -> Verdict:
+    """Verify ``chain`` for ``hostname`` against ``bundle`` at ``at`` (default now) and say what is wrong.
+
+    The verdict is cryptography's (``cryptography.x509.verification``, server policy). When it fails,
+    the reason is derived from the chain and the store, checked in the order OpenSSL reports them:
+
+    1. Path. Follow issuers from the leaf (name match and a valid signature), preferring a store
+       certificate over a presented one at each step. If no store certificate is reached:
+       a lone self-signed leaf is ``self-signed``; a self-signed certificate above the leaf (a root the
+       server sent) is ``missing-root``; otherwise the walk stopped at a certificate whose issuer is
+       neither presented nor in the store. If that certificate is the leaf itself, the issuer is an
+       intermediate (a root never signs a server certificate directly: CA/Browser Forum Baseline
+       Requirements 6.1.7), so the reason is ``missing-intermediate``: the server did not send it.
+       If it is a CA certificate the server sent, the gap is above every intermediate the server sent,
+       where the root belongs: ``missing-root`` (the incident: [leaf, Symantec G4], G5 absent).
+       ``missing_issuer`` names the certificate that could not be reached. (A server that sends some
+       but not all of several intermediates looks like missing-root; without the absent certificate no
+       offline rule can tell; the message, "issued by X, which B does not contain", is true either way.)
+    2. Hostname: the leaf's subjectAltName does not cover ``hostname`` -> ``hostname-mismatch``.
+    3. Time: a certificate of the path is outside its validity at ``at`` -> ``expired`` or
+       ``not-yet-valid``.
+    4. Anything else cryptography rejects (key usage, extensions, ...) -> ``other`` with its text.
+
+    Known difference: a store holding only an intermediate is a trust anchor here (as with Python 3.13's
+    default ``VERIFY_X509_PARTIAL_CHAIN``) but not for OpenSSL's default flags on older Pythons.
+    """
+    at = _utc(at)
+    trust = _trust(bundle)
+    subject = _server_name(hostname)
+    base = {"bundle": bundle.label, "hostname": hostname, "at": at}
+    detail = f"{bundle.label} is empty"
+    if trust.store is not None:
+        try:
+            verifier = PolicyBuilder().store(trust.store).time(at).build_server_verifier(subject)
+        except ValueError:  # cryptography checks the name here
+            raise ValueError(f"hostname={hostname!r} is neither a DNS name nor an IP address") from None
+        try:
+            path = verifier.verify(chain.leaf, chain.intermediates)
+        except VerificationError as exc:
+            detail = str(exc)
+        else:
+            names = " -> ".join(f"'{_x509.display_name(c.subject)}'" for c in path)
+            message = f"The chain verifies for '{hostname}' against {bundle.label}: {names}."
+            return Verdict(True, "ok", message, path=tuple(path), **base)
+    diagnosis = _diagnose(chain, bundle, trust, hostname=hostname, at=at, detail=detail)
+    return Verdict(False, **diagnosis, detail=detail, **base)
+
+
+def _diagnose(
+    chain: Chain, bundle: Bundle, trust: _Trust, *, hostname: str, at: dt.datetime, detail: str
+) -> dict:
+    """reason, message and missing_issuer for a chain cryptography rejected (rules in :func:`verify`)."""
+    label = bundle.label
+    path, anchored = _walk(chain, trust)
+    top = path[-1]
+    top_name = _x509.display_name(top.subject)
+    if not anchored:
+        if _self_signed(top):
+            if len(path) == 1:
+                message = (
+                    f"The server's certificate '{top_name}' is self-signed and {label} does not contain it."
+                )
+                return {"reason": "self-signed", "message": message, "missing_issuer": top_name}
+            message = (
+                f"The chain ends at the root '{top_name}', which the server sent "
+                f"but {label} does not contain."
+            )
+            return {"reason": "missing-root", "message": message, "missing_issuer": top_name}
+        issuer = _x509.display_name(top.issuer)
+        same_name = (
+            f" ({label} has a certificate of that name, but with a different key)"
+            if trust.by_subject.get(_names(top)[1])
+            else ""
+        )
+        if len(path) == 1:
+            message = (
+                f"The server did not send the intermediate '{issuer}' that issued its certificate, "
+                f"and {label} does not contain it{same_name}."
+            )
+            return {"reason": "missing-intermediate", "message": message, "missing_issuer": issuer}
+        message = (
+            f"The chain ends at a certificate issued by '{issuer}', "
+            f"which {label} does not contain{same_name}."
+        )
+        return {"reason": "missing-root", "message": message, "missing_issuer": issuer}
+    if not _covers(chain.leaf, hostname):
+        names = ", ".join(f"'{n}'" for n in _x509.subject_alt_names(chain.leaf)) or "no names"
+        message = f"The server's certificate is for {names}, not '{hostname}'."
+        return {"reason": "hostname-mismatch", "message": message, "missing_issuer": None}
+    for cert in path:
+        name = _x509.display_name(cert.subject)
+        if at > cert.not_valid_after_utc:
+            message = (
+                f"'{name}' expired on {cert.not_valid_after_utc:%Y-%m-%d} "
+                f"(checked at {at:%Y-%m-%d %H:%M} UTC)."
+            )
+            return {"reason": "expired", "message": message, "missing_issuer": None}
+        if at < cert.not_valid_before_utc:
+            message = (
+                f"'{name}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d} "
+                f"(checked at {at:%Y-%m-%d %H:%M} UTC)."
+            )
+            return {"reason": "not-yet-valid", "message": message, "missing_issuer": None}
+    path_names = " -> ".join(f"'{_x509.display_name(c.subject)}'" for c in path)
+    why = detail.split(" (encountered processing", 1)[0].removeprefix("validation failed: ")
+    message = f"The path {path_names} reaches {label}, but cryptography rejects it ({why})."
+    return {"reason": "other", "message": message, "missing_issuer": None}
+
+
+def _walk(chain: Chain, trust: _Trust) -> tuple[list[x509.Certificate], bool]:
+    """Follow issuers from the leaf, store first, then presented certificates; (path, reached the store)."""
+    path = [chain.leaf]
+    unused = list(chain.intermediates)
+    while len(path) <= _MAX_DEPTH:
+        current = path[-1]
+        if current in trust.members:
+            return path, True
+        candidates = trust.by_subject.get(_names(current)[1], ())
+        anchor = next((c for c in candidates if _issued_by(current, c)), None)
+        if anchor is not None:
+            return [*path, anchor], True
+        if _self_signed(current):
+            return path, False
+        issuer = next((c for c in unused if _issued_by(current, c)), None)
+        if issuer is None:
+            return path, False
+        unused.remove(issuer)
+        path.append(issuer)
+    return path, False
+
+
+@functools.lru_cache(maxsize=4096)
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` issued ``cert``: key identifiers (where both have one), then the signature."""
+    authority_key, subject_key = (
+        _key_id(cert, x509.AuthorityKeyIdentifier),
+        _key_id(issuer, x509.SubjectKeyIdentifier),
+    )
+    if authority_key and subject_key and authority_key != subject_key:
+        return False  # as OpenSSL's issuer check: different key identifiers, not this issuer
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except Exception:  # ValueError (names), InvalidSignature, TypeError (unsupported key)
+        return False
+    return True
+
+
+def _key_id(cert: x509.Certificate, kind: type) -> bytes | None:
+    """The certificate's authority or subject key identifier, None where it has none."""
+    try:
+        value = cert.extensions.get_extension_for_class(kind).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    return value.key_identifier if kind is x509.AuthorityKeyIdentifier else value.digest
+
+
+_NAMES: dict[int, tuple[x509.Certificate, bytes, bytes]] = {}
+
+
+def _names(cert: x509.Certificate) -> tuple[bytes, bytes]:
+    """DER of the certificate's subject and issuer names: cheap, exact keys for name lookups (cached).
+
+    The cache is keyed by object id and holds the certificate, so an id cannot be reused while cached.
+    """
+    entry = _NAMES.get(id(cert))
+    if entry is None or entry[0] is not cert:
+        if len(_NAMES) > 100_000:
+            _NAMES.clear()
+        entry = _NAMES[id(cert)] = (cert, cert.subject.public_bytes(), cert.issuer.public_bytes())
+    return entry[1], entry[2]
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    """Whether the certificate is self-issued and signed by its own key."""
+    subject, issuer = _names(cert)
+    return subject == issuer and _issued_by(cert, cert)
+
+
+def _covers(leaf: x509.Certificate, hostname: str) -> bool:
+    """Whether the leaf's subjectAltName covers ``hostname`` (exact, or '*' as the whole first label)."""
+    names = _x509.subject_alt_names(leaf)
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        address = None
+    if address is not None:
+        return any(_as_ip(name) == address for name in names)
+    host = hostname.lower().rstrip(".")
+    for name in (n.lower().rstrip(".") for n in names):
+        if name == host or (name.startswith("*.") and host.partition(".")[2] == name[2:] and "." in name[2:]):
+            return True
+    return False
+
+
+def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an IP address, or None."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+# --- tables ----------------------------------------------------------------------------------------
+
+
+def matrix(
+    chains: Mapping[str, Chain] | Iterable[Chain], bundles: Iterable[Bundle], *, at: dt.datetime | None = None
+) -> pd.DataFrame:
+    """One row per (endpoint, bundle): endpoint, host, bundle, ok, reason, missing_issuer, message.
+
+    ``chains`` is a mapping label -> Chain or Chains (labelled ``host:port``); each is checked against
+    its own hostname (the SNI it was captured with, else its host).
+    """
+    labelled = chains.items() if isinstance(chains, Mapping) else [(c.label, c) for c in chains]
+    bundle_list = list(bundles)
+    at = _utc(at)
+    rows = []
+    for endpoint, chain in labelled:
+        if not chain.hostname:
+            raise ValueError(f"chain {endpoint!r} has no host; set Chain.host or Chain.server_name")
+        for bundle in bundle_list:
+            verdict = verify(chain, bundle, hostname=chain.hostname, at=at)
+            rows.append(
+                {"endpoint": endpoint, "host": chain.hostname, "bundle": bundle.label, **verdict.row()}
+            )
+    return pd.DataFrame(rows, columns=["endpoint", "host", "bundle", *VERDICT_COLUMNS])
+
+
+def across_bundles(
+    chain: Chain, bundles: Iterable[Bundle], *, hostname: str, at: dt.datetime | None = None
+) -> pd.DataFrame:
+    """One row per bundle, in the order given: bundle, version, verdict, ``changed`` from the row before."""
+    at = _utc(at)
+    rows = [
+        {"bundle": b.label, "version": b.version, **verify(chain, b, hostname=hostname, at=at).row()}
+        for b in bundles
+    ]
+    frame = pd.DataFrame(rows, columns=["bundle", "version", *VERDICT_COLUMNS])
+    return frame.assign(changed=frame["reason"].ne(frame["reason"].shift()) & (frame.index > 0))
+
+
+@functools.cache
+def _certifi_release(version: str) -> Bundle:
+    """certifi ``version``'s bundle, loaded once per process so that its store is built once."""
+    return _bundles.certifi(version)
+
+
+def across_certifi(chain: Chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
+    """One row per certifi release (oldest first) with the verdict; :func:`transitions` picks the changes."""
+    releases = _bundles.certifi_releases()
+    releases_bundles = (_certifi_release(v) for v in releases["version"])
+    frame = across_bundles(chain, releases_bundles, hostname=hostname, at=at)
+    return frame.assign(released=releases["released"].to_numpy())[
+        ["version", "released", *VERDICT_COLUMNS, "changed"]
+    ]
+
+
+def transitions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an :func:`across_certifi` / :func:`across_bundles` frame where the verdict changed.
+
+    Adds ``previous`` (the version or bundle before) and ``previous_reason``.
+    """
+    key = "version" if "version" in frame and frame["version"].notna().all() else "bundle"
+    return (
+        frame.assign(previous=frame[key].shift(), previous_reason=frame["reason"].shift())
+        .loc[lambda f: f["changed"]]
+        .reset_index(drop=True)
+    )
+
+
+def style_verdicts(styler):
+    """Colour a verdict table's ``ok`` and ``reason`` cells: green where the chain verifies, red where not."""
+
+    def colour(value) -> str:
+        return "background-color: #d4edda" if value in (True, "ok") else "background-color: #f8d7da"
+
+    return styler.map(colour, subset=[c for c in ("ok", "reason") if c in styler.data.columns])

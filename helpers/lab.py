@@ -1,0 +1,652 @@
+"""The offline lab: AWS IoT endpoints on real TLS at 127.0.0.1, served by moto behind twins of real chains.
+
+``with lab.running(region="ap-northeast-2") as env:`` starts a server on an ephemeral port that picks
+its certificate chain by SNI (legacy ``data.iot.<region>`` names get the VeriSign G5 -> Symantec G4 twin
+chain, ``-ats`` names and the control plane get the Amazon Trust Services twins, RSA or ECDSA as the
+handshake negotiates), routes ``*.amazonaws.com`` to it in this process, sets fake AWS credentials and
+the trust view of the installed certifi, and creates a thing ready for shadow calls. Inside,
+``env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy")`` sets the environment variables
+that make an unchanged ``boto3.client("iot-data")`` behave as it did in the incident.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import functools
+import itertools
+import logging
+import os
+import re
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from helpers import _lab_routing, bundles
+from helpers._io import atomic_write_bytes
+from helpers._lab_twins import CHAINS, LAB_OU, LabPKI, is_lab_twin, pki, trust_view, twin_roots
+
+__all__ = [
+    "DEFAULT_REGION",
+    "DEFAULT_THING",
+    "LAB_OU",
+    "Lab",
+    "LabEnv",
+    "LabError",
+    "LabPKI",
+    "LiveEnv",
+    "across_certifi",
+    "botocore_retries",
+    "chain_for",
+    "is_lab_twin",
+    "live",
+    "pki",
+    "running",
+    "trust_view",
+    "twin_roots",
+]
+
+DEFAULT_REGION = "ap-northeast-2"
+DEFAULT_THING = "incident-thing"
+FAKE_ACCESS_KEY_ID = "AKIAATSKITLABFAKEKEY"  # shaped like an access key; means nothing anywhere
+FAKE_SECRET_ACCESS_KEY = "ats-kit-lab-fake-secret-access-key-000000"
+IOT_DATA_ENDPOINTS = ("default", "legacy", "ats", "account-ats")
+_HANDSHAKE_TIMEOUT = 10.0
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+")
+_account_numbers = itertools.count(1)
+_log = logging.getLogger(__name__)
+
+
+class LabError(RuntimeError):
+    """The lab cannot do what was asked (port in use, lab stopped, ...); the message is one line."""
+
+
+def chain_for(server_name: str | None, region: str) -> str:
+    """The chain the lab serves for a TLS server name: 'legacy' (VeriSign G5) or 'ats' (Amazon roots).
+
+    Legacy: ``data.iot.<region>`` and account endpoints without ``-ats`` (``<prefix>.iot.<region>``).
+    ATS: ``data-ats.iot.<region>``, ``<prefix>-ats.iot.<region>``, the control plane, anything else.
+    """
+    name = (server_name or "").lower().rstrip(".")
+    suffix = f".iot.{region}.amazonaws.com"
+    if not name.endswith(suffix):
+        return "ats"
+    prefix = name[: -len(suffix)]
+    return "legacy" if "." not in prefix and not prefix.endswith("-ats") else "ats"
+
+
+@functools.cache
+def _moto_dispatcher():
+    """moto's own server application (dispatches on the SigV4 signing name), shared by all labs."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    return DomainDispatcherApplication(create_backend_app)
+
+
+def _server_classes():
+    """The TLS WSGI server and request handler classes (werkzeug and moto imported on first use)."""
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class Handler(MotoRequestHandler):
+        """moto's request handler, logging each request into the lab instead of to stderr."""
+
+        def log_request(self, code="-", size="-") -> None:
+            self.server.lab._record_request(self, code)
+
+        def log(self, type: str, message: str, *args) -> None:  # noqa: A002 - werkzeug's signature
+            _log.debug("%s: " + message, type, *args)
+
+    class Server(ThreadedWSGIServer):
+        """werkzeug's threaded server, doing each TLS handshake in the connection's own thread."""
+
+        daemon_threads = True
+
+        def __init__(self, lab: Lab, listener: socket.socket, front: ssl.SSLContext) -> None:
+            super().__init__("127.0.0.1", 0, lab._wsgi_app, Handler, fd=listener.fileno())
+            self.lab, self.ssl_context, self.open_sockets = lab, front, set()
+
+        def finish_request(self, request, client_address) -> None:
+            request.settimeout(_HANDSHAKE_TIMEOUT)
+            tls = self.ssl_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            self.open_sockets.add(tls)
+            try:
+                with self.lab._handshaking:
+                    self.lab._in_flight += 1
+                try:
+                    tls.do_handshake()
+                    error = None
+                except (ssl.SSLError, OSError) as exc:
+                    error = exc
+                self.lab._record_connection(tls, error)
+                if error is not None:
+                    return
+                tls.settimeout(None)
+                super().finish_request(tls, client_address)
+            finally:
+                self.open_sockets.discard(tls)
+                tls.close()
+
+        def log(self, type: str, message: str, *args) -> None:  # noqa: A002 - werkzeug's signature
+            _log.debug("%s: " + message, type, *args)
+
+    return Server
+
+
+def _listen(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1:port (0 picks a free port); LabError if the port is taken."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":  # lets a fixed port be reused right after a stop (TIME_WAIT)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise LabError(
+                f"127.0.0.1:{port} is already in use; pass port=0 for a free port or stop what listens there"
+            ) from None
+        raise LabError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from None
+    return listener
+
+
+class Lab:
+    """One lab server for one region: start/stop (both idempotent), routing, and what it has seen."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, region: str = DEFAULT_REGION, *, port: int = 0) -> None:
+        if not isinstance(region, str) or not _REGION.fullmatch(region):
+            raise ValueError(f"region={region!r} is not an AWS region name; use one like 'ap-northeast-2'")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port={port!r}: use 0 (a free port) or a TCP port number up to 65535")
+        self.region = region
+        self.account_id = f"{999_000_000_000 + next(_account_numbers)}"  # isolates this lab's moto state
+        self._requested_port = port
+        self._port: int | None = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()
+        self._connections: list[dict] = []
+        self._handshaking = threading.Condition()
+        self._in_flight = 0  # handshakes accepted and not yet recorded
+        self._requests: list[dict] = []
+
+    @property
+    def label(self) -> str:
+        """'lab ap-northeast-2 on 127.0.0.1:PORT' (or 'not started')."""
+        where = f"127.0.0.1:{self._port}" if self._port else "(not started)"
+        return f"lab {self.region} on {where}"
+
+    def __repr__(self) -> str:
+        return f"<{self.label}, {'running' if self.is_running else 'stopped'}>"
+
+    @property
+    def is_running(self) -> bool:
+        """True between start() and stop()."""
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        """The TCP port the lab listens on (LabError if the lab is not running)."""
+        self._require_running()
+        return self._port
+
+    def _require_running(self) -> None:
+        """Raise a one-line LabError if the lab is stopped."""
+        if not self.is_running:
+            raise LabError(f"{self.label} is stopped; call start() again or use 'with lab.running(...)'")
+
+    def start(self) -> Lab:
+        """Start serving (no-op if already running); returns the lab."""
+        with self._lock:
+            if self._server is not None:
+                return self
+            server_class = _server_classes()
+            contexts = self._tls_contexts()
+            listener = _listen(self._requested_port)
+            try:
+                self._server = server_class(self, listener, contexts["ats"])
+            finally:
+                listener.close()  # the server holds its own duplicate of the descriptor
+            self._port = self._server.server_address[1]
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            self._thread.name = f"atskit-{self.label}"
+            self._thread.start()
+            return self
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and drop this lab's moto state (no-op if stopped)."""
+        with self._lock:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            server.shutdown()
+            server.server_close()
+            for tls in list(server.open_sockets):
+                with suppress(OSError):
+                    tls.shutdown(socket.SHUT_RDWR)
+            self._thread.join(timeout=5)
+            _drop_moto_state(self.account_id)
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @contextmanager
+    def route(self) -> Iterator[Lab]:
+        """Within the block, ``*.amazonaws.com`` reaches this lab from this process; nothing else leaves."""
+        self._require_running()
+        port = self._port
+        route = _lab_routing.Route(
+            self.label, self.region, port, lambda: self.is_running and self._port == port
+        )
+        with _lab_routing.routed(route):
+            yield self
+
+    def _tls_contexts(self) -> dict[str, ssl.SSLContext]:
+        """Server contexts per chain: 'legacy' (RSA) and 'ats' (RSA and ECDSA; the handshake picks one)."""
+        lab_pki = pki()
+        contexts = {}
+        with tempfile.TemporaryDirectory(prefix="atskit-lab-") as tmp:
+            for chain_id in CHAINS:
+                leaf = lab_pki.leaves(self.region)[chain_id]
+                chain_path = atomic_write_bytes(
+                    Path(tmp, f"{chain_id}.pem"), b"".join(lab_pki.served_chain_pems(chain_id, self.region))
+                )
+                key_path = atomic_write_bytes(Path(tmp, f"{chain_id}.key"), leaf.private_key_pem)
+                served = "legacy" if chain_id == "legacy" else "ats"
+                if served not in contexts:
+                    contexts[served] = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    contexts[served].minimum_version = ssl.TLSVersion.TLSv1_2
+                contexts[served].load_cert_chain(chain_path, key_path)
+        contexts["ats"].sni_callback = self._on_sni(contexts)
+        return contexts
+
+    def _on_sni(self, contexts: dict[str, ssl.SSLContext]):
+        """The SNI callback: note the server name and switch to the chain it gets."""
+
+        def choose(tls: ssl.SSLSocket, server_name: str | None, _context: ssl.SSLContext) -> None:
+            tls.atskit_server_name = server_name
+            tls.context = contexts[chain_for(server_name, self.region)]
+
+        return choose
+
+    def _wsgi_app(self, environ, start_response):
+        """moto's application, with this lab's account id so two labs never share state."""
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
+        return _moto_dispatcher()(environ, start_response)
+
+    def _record_connection(self, tls: ssl.SSLSocket, error: BaseException | None) -> None:
+        """Remember one TLS handshake and how it ended."""
+        server_name = getattr(tls, "atskit_server_name", None)
+        with self._handshaking:
+            self._in_flight -= 1
+            self._handshaking.notify_all()
+            self._connections.append(
+                {
+                    "at": dt.datetime.now(dt.UTC),
+                    "server_name": server_name,
+                    "chain": chain_for(server_name, self.region),
+                    "outcome": "failed" if error else "ok",
+                    "tls_version": None if error else tls.version(),
+                    "cipher": None if error else tls.cipher()[0],
+                    "error": " ".join(str(error).split()) if error else None,
+                }
+            )
+
+    def _record_request(self, handler, code) -> None:
+        """Remember one HTTP request the lab answered."""
+        server_name = getattr(handler.connection, "atskit_server_name", None)
+        self._requests.append(
+            {
+                "at": dt.datetime.now(dt.UTC),
+                "server_name": server_name,
+                "method": handler.command,
+                "path": handler.path.split("?", 1)[0],
+                "status": int(code) if isinstance(code, int) or str(code).isdigit() else None,
+            }
+        )
+
+    def connections(self, *, settle: float = 2.0) -> pd.DataFrame:
+        """One row per TLS handshake the lab saw: server name (SNI), chain served, outcome, error.
+
+        Waits up to ``settle`` seconds for handshakes still in progress (a client that gave up may be
+        a moment ahead of the server thread recording its side).
+        """
+        with self._handshaking:
+            self._handshaking.wait_for(lambda: self._in_flight == 0, timeout=settle)
+        columns = ["at", "server_name", "chain", "outcome", "tls_version", "cipher", "error"]
+        return pd.DataFrame(list(self._connections), columns=columns)
+
+    def requests(self) -> pd.DataFrame:
+        """One row per HTTP request answered: server name, method, path, status."""
+        return pd.DataFrame(list(self._requests), columns=["at", "server_name", "method", "path", "status"])
+
+    def aws_environ(self, trust: str | bundles.Bundle | None = None) -> dict[str, str | None]:
+        """Environment for the lab scope: fake credentials, region, trust view, no config file, no proxies."""
+        view = trust_view(trust) if trust is not None else _installed_view()
+        values: dict[str, str | None] = {name: None for name in os.environ if name.startswith("AWS_")}
+        values |= {name: None for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "MOTO_ACCOUNT_ID")}
+        values |= {name: None for name in os.environ if name.lower().endswith("_proxy")}
+        values |= {
+            "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CA_BUNDLE": str(view.path()),
+            "AWS_RETRY_MODE": "standard",  # the installed botocore's own default (3 attempts), pinned
+        }
+        return values
+
+    def prepare(self, thing_name: str = DEFAULT_THING) -> LabEnv:
+        """Create ``thing_name`` and look up the account endpoints through the lab (routing must be on)."""
+        import boto3
+        from botocore.config import Config
+
+        self._require_running()
+        session = boto3.session.Session(
+            aws_access_key_id=FAKE_ACCESS_KEY_ID,
+            aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
+            region_name=self.region,
+        )
+        iot = session.client("iot", verify=str(twin_roots_path()), config=Config(retries={"max_attempts": 1}))
+        iot.create_thing(thingName=thing_name)
+        return LabEnv(
+            region=self.region, thing_name=thing_name, endpoints=_endpoints(iot, self.region), lab=self
+        )
+
+
+@functools.cache
+def _installed_view() -> bundles.Bundle:
+    """The lab trust view of the installed certifi (what botocore uses here), made once."""
+    return trust_view(bundles.installed_certifi())
+
+
+@functools.cache
+def twin_roots_path() -> Path:
+    """PEM file of the twin roots alone (the lab's own setup calls trust it)."""
+    return twin_roots().path()
+
+
+def _drop_moto_state(account_id: str) -> None:
+    """Forget the IoT things and shadows moto holds for one lab account."""
+    from moto.iot.models import iot_backends
+    from moto.iotdata.models import iotdata_backends
+
+    for backends in (iot_backends, iotdata_backends):
+        if account_id in backends:
+            del backends[account_id]
+
+
+_ENDPOINT_NOTES = {
+    "control_plane": "IoT control plane (describe_endpoint, create_thing)",
+    "data_legacy": "iot-data default endpoint before botocore 1.24.30",
+    "data_ats": "iot-data default endpoint since botocore 1.24.30",
+    "account_ats": "describe_endpoint(endpointType='iot:Data-ATS'), the fix",
+    "account_legacy": "describe_endpoint(endpointType='iot:Data'), legacy",
+}
+
+
+def _endpoints(iot, region: str) -> dict[str, str]:
+    """The IoT endpoints of a region, the account-specific ones from ``describe_endpoint``."""
+    return {
+        "control_plane": f"iot.{region}.amazonaws.com",
+        "data_legacy": f"data.iot.{region}.amazonaws.com",
+        "data_ats": f"data-ats.iot.{region}.amazonaws.com",
+        "account_ats": iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"],
+        "account_legacy": iot.describe_endpoint(endpointType="iot:Data")["endpointAddress"],
+    }
+
+
+@dataclass
+class _Env:
+    """What lab and live mode share: endpoints, trust by certifi release, and botocore's environment."""
+
+    region: str
+    thing_name: str
+    endpoints: dict[str, str]
+
+    def bundle(self, release: str | bundles.Bundle) -> bundles.Bundle:
+        """The trust store standing for ``release`` (a certifi version or a Bundle)."""
+        raise NotImplementedError
+
+    def trust_view(self, release: str | bundles.Bundle) -> Path:
+        """PEM path of :meth:`bundle` (for boto3's ``verify=`` or ``AWS_CA_BUNDLE``)."""
+        return self.bundle(release).path()
+
+    def _check(self) -> None:
+        """Raise if this environment can no longer be used."""
+
+    def endpoints_frame(self, *, redact: bool = True) -> pd.DataFrame:
+        """One row per endpoint: name, host (account prefix redacted unless ``redact=False``), class, what."""
+        from helpers import endpoints
+
+        return pd.DataFrame(
+            [
+                {
+                    "endpoint": name,
+                    "host": endpoints.redact_host(host) if redact else host,
+                    "class": endpoints.classify(host),
+                    "what": _ENDPOINT_NOTES[name],
+                }
+                for name, host in self.endpoints.items()
+            ]
+        )
+
+    def iot_data_url(self, which: str = "legacy") -> str:
+        """``https://`` URL of an iot-data endpoint: 'legacy', 'ats' or 'account-ats'."""
+        hosts = {"legacy": "data_legacy", "ats": "data_ats", "account-ats": "account_ats"}
+        if which not in hosts:
+            raise ValueError(f"iot_data_endpoint={which!r}: use one of {', '.join(IOT_DATA_ENDPOINTS)}")
+        return f"https://{self.endpoints[hosts[which]]}"
+
+    @contextmanager
+    def botocore_env(
+        self,
+        *,
+        certifi: str | bundles.Bundle | None = None,
+        iot_data_endpoint: str = "default",
+        max_attempts: int | None = None,
+        retry_mode: str | None = None,
+    ) -> Iterator[dict[str, str | None]]:
+        """Environment variables that make unchanged boto3 code behave like the incident's environment.
+
+        ``certifi``: AWS_CA_BUNDLE = that release's trust store (stands in for "this certifi is
+        installed"). ``iot_data_endpoint``: 'legacy' sets AWS_ENDPOINT_URL_IOT_DATA_PLANE to
+        data.iot.<region> (what botocore < 1.24.30 chose by default); 'ats' / 'account-ats' the ATS
+        hosts; 'default' leaves botocore's choice. ``max_attempts`` / ``retry_mode``: AWS_MAX_ATTEMPTS /
+        AWS_RETRY_MODE (None keeps what is set). AWS_DEFAULT_REGION is this environment's region.
+        Yields the variables it set.
+        """
+        self._check()
+        values: dict[str, str | None] = {"AWS_DEFAULT_REGION": self.region}
+        if certifi is not None:
+            values["AWS_CA_BUNDLE"] = str(self.trust_view(certifi))
+        if iot_data_endpoint != "default":
+            values["AWS_ENDPOINT_URL_IOT_DATA_PLANE"] = self.iot_data_url(iot_data_endpoint)
+        if max_attempts is not None:
+            values["AWS_MAX_ATTEMPTS"] = str(int(max_attempts))
+        if retry_mode is not None:
+            if retry_mode not in ("legacy", "standard", "adaptive"):
+                raise ValueError(f"retry_mode={retry_mode!r}: use 'legacy', 'standard' or 'adaptive'")
+            values["AWS_RETRY_MODE"] = retry_mode
+        with _lab_routing.environ(values) as applied:
+            yield applied
+
+
+@dataclass
+class LabEnv(_Env):
+    """What ``running()`` gives: the lab, its endpoints, trust views and a thing ready for shadow calls."""
+
+    lab: Lab | None = None
+
+    @property
+    def host(self) -> str:
+        """The address the lab listens on (127.0.0.1)."""
+        return self.lab.host
+
+    @property
+    def port(self) -> int:
+        """The lab's port (LabError once stopped)."""
+        return self.lab.port
+
+    def _check(self) -> None:
+        self.lab._require_running()
+
+    def bundle(self, release: str | bundles.Bundle) -> bundles.Bundle:
+        """The lab trust view of ``release``: its real roots, twins swapped in (see :func:`trust_view`)."""
+        return trust_view(release)
+
+    def across_certifi(self, chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
+        """The chain's verdict for every certifi release's lab trust view (see :func:`across_certifi`)."""
+        return across_certifi(chain, hostname=hostname, at=at)
+
+    def connections(self) -> pd.DataFrame:
+        """The lab's TLS handshakes so far (see :meth:`Lab.connections`)."""
+        return self.lab.connections()
+
+    def requests(self) -> pd.DataFrame:
+        """The lab's HTTP requests so far (see :meth:`Lab.requests`)."""
+        return self.lab.requests()
+
+
+@dataclass
+class LiveEnv(_Env):
+    """Live mode's counterpart of LabEnv: real AWS endpoints and the real certifi releases."""
+
+    def bundle(self, release: str | bundles.Bundle) -> bundles.Bundle:
+        """The real roots of a certifi release (or the Bundle given)."""
+        return bundles.certifi(release) if isinstance(release, str) else release
+
+    def across_certifi(self, chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
+        """The chain's verdict for every real certifi release (``chains.across_certifi``)."""
+        from helpers import chains
+
+        return chains.across_certifi(chain, hostname=hostname, at=at)
+
+
+@contextmanager
+def live(region: str = DEFAULT_REGION, *, thing_name: str = DEFAULT_THING, session=None) -> Iterator[LiveEnv]:
+    """Real AWS with your credentials (live mode): the same surface as :func:`running`, nothing served here.
+
+    ``thing_name`` must exist in ``region``; its shadow will be updated. One-line LabError otherwise.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from helpers.endpoints import _session
+
+    iot = _session(session).client("iot", region_name=region)
+    try:
+        iot.describe_thing(thingName=thing_name)
+        endpoints = _endpoints(iot, region)
+    except NoCredentialsError:
+        raise LabError(
+            "no AWS credentials found; configure them (aws configure, AWS_PROFILE) or use mode='lab'"
+        ) from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            raise LabError(
+                f"thing {thing_name!r} not found in {region}; create it (aws iot create-thing) "
+                "or pass another thing_name"
+            ) from None
+        raise LabError(f"AWS IoT in {region} said {code or exc}; check your credentials and region") from None
+    except BotoCoreError as exc:
+        raise LabError(f"cannot reach AWS IoT in {region}: {exc}") from None
+    yield LiveEnv(region=region, thing_name=thing_name, endpoints=endpoints)
+
+
+def botocore_retries() -> pd.DataFrame:
+    """One row per botocore retry mode: attempts for a connection error and the backoff sleeps they add.
+
+    Read from the installed botocore: standard mode's attempts and jittered backoff
+    (``rand * base * 2**(n-1)`` with base 50 ms), legacy mode's ``_retry.json`` (``rand * 2**(n-1)`` s).
+    ``default`` marks the mode this botocore uses when nothing is configured.
+    """
+    import botocore.loaders
+    from botocore.configprovider import BOTOCORE_DEFAUT_SESSION_VARIABLES
+    from botocore.retries import standard
+
+    default_mode = BOTOCORE_DEFAUT_SESSION_VARIABLES["retry_mode"][2]
+    legacy = botocore.loaders.Loader().load_data("_retry")["retry"]["__default__"]
+    backoff = standard.ExponentialBackoff
+    base = backoff._DEFAULT_BACKOFF_CONFIG["non_throttling_base_scale"]
+    modes = {
+        "standard": (standard.DEFAULT_MAX_ATTEMPTS, base, backoff._BASE, backoff._MAX_BACKOFF),
+        "legacy": (legacy["max_attempts"], 1.0, legacy["delay"]["growth_factor"], float("inf")),
+    }
+    rows = []
+    for mode, (attempts, scale, growth, cap) in modes.items():
+        worst = sum(min(scale * growth ** (n - 1), cap) for n in range(1, attempts))
+        rows.append(
+            {
+                "retry_mode": mode,
+                "default": mode == default_mode,
+                "attempts": attempts,
+                "backoff": f"rand(0,1) x {scale:g} s x {growth}^(n-1)",
+                "expected_sleep_s": worst / 2,
+                "worst_sleep_s": worst,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@contextmanager
+def running(
+    region: str = DEFAULT_REGION,
+    *,
+    port: int = 0,
+    thing_name: str = DEFAULT_THING,
+    certifi: str | bundles.Bundle | None = None,
+) -> Iterator[LabEnv]:
+    """Start a lab, route AWS names to it, set fake credentials and a trust view, create a thing; undo all.
+
+    ``certifi`` picks the trust view for the whole scope (default: the installed certifi's, which is
+    what botocore would use here). boto3's default session is fresh inside and restored after.
+    """
+    import boto3
+
+    lab = Lab(region, port=port).start()
+    saved_session = boto3.DEFAULT_SESSION
+    try:
+        with lab.route(), _lab_routing.environ(lab.aws_environ(certifi)):
+            boto3.DEFAULT_SESSION = None
+            try:
+                yield lab.prepare(thing_name)
+            finally:
+                boto3.DEFAULT_SESSION = saved_session
+    finally:
+        lab.stop()
+
+
+def across_certifi(chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
+    """:func:`helpers.chains.across_certifi` for a chain the lab served: each release's lab trust view.
+
+    A lab chain ends at twins, so it is checked against every certifi release (oldest first) with the
+    real roots that have twins swapped in; same columns as ``chains.across_certifi``.
+    """
+    from helpers import chains
+
+    releases = bundles.certifi_releases()
+    views = (trust_view(version) for version in releases["version"])
+    frame = chains.across_bundles(chain, views, hostname=hostname, at=at)
+    verdict_columns = [c for c in frame.columns if c not in ("bundle", "version", "changed")]
+    return frame.assign(version=releases["version"].to_numpy(), released=releases["released"].to_numpy())[
+        ["version", "released", *verdict_columns, "changed"]
+    ]

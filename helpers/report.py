@@ -1,0 +1,305 @@
+"""Postmortem reports: redaction of secrets, and assembly/export to Markdown and HTML."""
+
+from __future__ import annotations
+
+import html as _html
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from helpers._io import atomic_write_text
+
+__all__ = [
+    "Postmortem",
+    "Section",
+    "redact",
+    "redact_frame",
+    "redact_markdown",
+    "redact_notebook",
+    "redact_notebook_file",
+]
+
+# --- redaction -------------------------------------------------------------------------------------
+
+_SECRET_RUN = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+
+# (pattern, replacement). Placeholders are <name>; in HTML, and in Markdown outside code, they are
+# written as entities (&lt;name&gt;) so that no renderer takes them for tags and hides them.
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    # Secrets and session tokens named as such: key = value, "Key": "value", KEY=value.
+    (
+        re.compile(
+            r"(?P<key>(?:aws_?)?secret_?access_?key|aws_?session_?token|session_?token|"
+            r"x-amz-security-token)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=]{16,})",
+            re.IGNORECASE,
+        ),
+        r"\g<key>\g<sep><secret>",
+    ),
+    # AWS access key ids (long-term AKIA, temporary ASIA, and the other unique-id prefixes).
+    (
+        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}(?![A-Z0-9])"),
+        "<access-key-id>",
+    ),
+    # Account-specific endpoint prefixes: <prefix>-ats.iot.<region>..., legacy <prefix>.iot...,
+    # <prefix>.credentials.iot..., <prefix>.jobs.iot... (any label but AWS's own names there).
+    (
+        re.compile(
+            r"(?<![A-Za-z0-9-])(?!(?:data|credentials|jobs)(?:-ats)?\.)[a-z0-9]{8,24}"
+            r"(?=(?:-ats)?\.(?:ats\.|credentials\.|jobs\.)?iot(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com)",
+            re.IGNORECASE,
+        ),
+        "<prefix>",
+    ),
+    # The same cut short by a truncating display (pandas' '...'): then a prefix needs a digit.
+    (
+        re.compile(
+            r"(?<![A-Za-z0-9-])(?=[a-z0-9]*\d)[a-z0-9]{8,24}(?=-ats\b|\.(?:credentials\.|jobs\.)?iot\b)",
+            re.IGNORECASE,
+        ),
+        "<prefix>",
+    ),
+    # Account ids inside ARNs (arn:partition:service:region:123456789012:resource), standalone
+    # 12-digit numbers, and the console's 1234-5678-9012 form.
+    (re.compile(r"(?<=:)\d{12}(?=:)"), "<account-id>"),
+    (re.compile(r"(?<![\w.])\d{12}(?!\w)"), "<account-id>"),
+    (re.compile(r"(?<![\w.-])\d{4}-\d{4}-\d{4}(?![\w-])"), "<account-id>"),
+]
+
+
+def _mask_secret_run(match: re.Match[str]) -> str:
+    """Mask a standalone 40-character base64 run that mixes upper case, lower case and digits."""
+    run = match.group(0)
+    mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+    return "<secret>" if mixed else run
+
+
+def redact(text: str, *, html: bool = False) -> str:
+    """Mask access key ids, secrets, account ids and account-specific endpoint prefixes in ``text``.
+
+    Placeholders: ``<access-key-id>``, ``<secret>``, ``<account-id>``, ``<prefix>`` (the endpoint's
+    shape is kept: ``<prefix>-ats.iot.ap-northeast-2.amazonaws.com``). ``html=True`` writes them as
+    entities (``&lt;secret&gt;``) for HTML; use :func:`redact_markdown` for Markdown.
+    """
+    if not text:
+        return text
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    text = _SECRET_RUN.sub(_mask_secret_run, text)
+    if html:
+        text = _PLACEHOLDER.sub(lambda m: f"&lt;{m.group(1)}&gt;", text)
+    return text
+
+
+_PLACEHOLDER = re.compile(r"<(access-key-id|secret|account-id|prefix)>")
+_MD_CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.DOTALL)
+
+
+def redact_markdown(text: str) -> str:
+    """:func:`redact` for Markdown: placeholders literal inside code, as entities everywhere else."""
+    if not text:
+        return text
+    parts = _MD_CODE.split(text)
+    return "".join(redact(part, html=i % 2 == 0) for i, part in enumerate(parts))
+
+
+def redact_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with every string cell, column name and index label redacted."""
+
+    def _cell(value):
+        return redact(value) if isinstance(value, str) else value
+
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(_cell)
+    out.columns = [_cell(c) for c in out.columns]
+    out.index = out.index.map(_cell)
+    out.attrs = {k: _cell(v) for k, v in frame.attrs.items()}
+    return out
+
+
+_SKIP_MIME = ("image/png", "image/jpeg", "image/gif", "application/pdf")
+
+
+def _redact_value(value, how=redact):
+    """Redact a notebook string or list of strings (joined first: a secret may span list items)."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = "".join(value)
+    return how(value) if isinstance(value, str) else value
+
+
+def _redact_html(text: str) -> str:
+    """:func:`redact` with HTML placeholders."""
+    return redact(text, html=True)
+
+
+_HOW = {"text/html": _redact_html, "text/markdown": redact_markdown}
+
+
+def redact_notebook(nb) -> int:
+    """Redact, in place, every source and text output of a notebook node; return the cells changed."""
+    changed = 0
+    for cell in nb.get("cells", []):
+        before = repr(cell)
+        how = redact_markdown if cell.get("cell_type") == "markdown" else redact
+        cell["source"] = _redact_value(cell.get("source", ""), how)
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = _redact_value(output["text"])
+            if "traceback" in output:
+                output["traceback"] = [redact(line) for line in output["traceback"]]
+            if "evalue" in output:
+                output["evalue"] = _redact_value(output["evalue"])
+            for mime, value in output.get("data", {}).items():
+                if mime in _SKIP_MIME:
+                    continue
+                output["data"][mime] = _redact_value(value, _HOW.get(mime, redact))
+        changed += repr(cell) != before
+    return changed
+
+
+def redact_notebook_file(path: str | os.PathLike) -> int:
+    """Redact an executed ``.ipynb`` in place (atomically); return the number of cells changed."""
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    changed = redact_notebook(nb)
+    if changed:
+        atomic_write_text(path, nbformat.writes(nb))
+    return changed
+
+
+# --- postmortem assembly ---------------------------------------------------------------------------
+
+Block = str | pd.DataFrame
+
+
+@dataclass
+class Section:
+    """One titled part of a report: Markdown paragraphs and tables, in order."""
+
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def add(self, *blocks: Block) -> Section:
+        """Append Markdown text or DataFrames; return the section for chaining."""
+        self.blocks.extend(blocks)
+        return self
+
+
+POSTMORTEM_SECTIONS = ("Summary", "Impact", "Timeline", "Root cause", "Fix", "Prevention", "Evidence")
+
+
+@dataclass
+class Postmortem:
+    """A postmortem skeleton: title, metadata lines and the usual sections, exportable and redacted."""
+
+    title: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    sections: list[Section] = field(default_factory=list)
+
+    @classmethod
+    def skeleton(cls, title: str, **metadata: str) -> Postmortem:
+        """A postmortem with the standard sections (summary, impact, timeline, root cause, fix, ...)."""
+        return cls(title, dict(metadata), [Section(name) for name in POSTMORTEM_SECTIONS])
+
+    def section(self, title: str) -> Section:
+        """The section called ``title`` (created at the end if missing)."""
+        for section in self.sections:
+            if section.title.lower() == title.lower():
+                return section
+        self.sections.append(Section(title))
+        return self.sections[-1]
+
+    def to_markdown(self) -> str:
+        """The whole report as Markdown (GitHub-flavoured tables), redacted."""
+        lines = [f"# {self.title}", ""]
+        lines += [f"- **{key}**: {value}" for key, value in self.metadata.items()]
+        for section in self.sections:
+            lines += ["", f"## {section.title}", ""]
+            if not section.blocks:
+                lines.append("_To be written._")
+            for block in section.blocks:
+                lines += [frame_to_markdown(block) if isinstance(block, pd.DataFrame) else block.strip(), ""]
+        return redact_markdown("\n".join(lines).rstrip() + "\n")
+
+    def to_html(self) -> str:
+        """The whole report as a standalone HTML page, redacted."""
+        markdown2html = _markdown_renderer()
+        parts = [f"<h1>{_html.escape(self.title)}</h1>"]
+        if self.metadata:
+            items = "".join(
+                f"<li><strong>{_html.escape(k)}</strong>: {_html.escape(str(v))}</li>"
+                for k, v in self.metadata.items()
+            )
+            parts.append(f"<ul class='metadata'>{items}</ul>")
+        for section in self.sections:
+            parts.append(f"<h2>{_html.escape(section.title)}</h2>")
+            if not section.blocks:
+                parts.append("<p><em>To be written.</em></p>")
+            for block in section.blocks:
+                if isinstance(block, pd.DataFrame):
+                    parts.append(redact_frame(block).to_html(index=False, escape=True, border=0, na_rep=""))
+                else:
+                    parts.append(markdown2html(redact_markdown(block.strip())))
+        body = "\n".join(parts)
+        page = _HTML_PAGE.format(title=_html.escape(self.title), body=body)
+        return redact(page, html=True)
+
+    def export(self, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+        """Write ``<stem>.md`` and ``<stem>.html`` into ``out_dir`` atomically; return their paths."""
+        out_dir = Path(out_dir)
+        markdown, page = self.to_markdown(), self.to_html()  # render both before writing either
+        return {
+            "markdown": atomic_write_text(out_dir / f"{stem}.md", markdown),
+            "html": atomic_write_text(out_dir / f"{stem}.html", page),
+        }
+
+
+def _markdown_renderer():
+    """mistune's Markdown -> HTML with GitHub tables (raw HTML passes, as in nbconvert)."""
+    import mistune
+
+    return mistune.create_markdown(escape=False, plugins=["table", "strikethrough"])
+
+
+def _md_cell(value) -> str:
+    """One Markdown table cell: text with pipes escaped and newlines flattened."""
+    if value is None or (not isinstance(value, str | list | dict) and pd.isna(value)):
+        return ""
+    text = _html.escape(redact(str(value)), quote=False)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def frame_to_markdown(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub-flavoured Markdown table (no index), redacted."""
+    frame = redact_frame(frame)
+    header = "| " + " | ".join(_md_cell(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+_HTML_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }}
+th {{ background: #f4f4f4; }}
+code {{ background: #f4f4f4; padding: 0 0.2rem; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""

@@ -1,0 +1,389 @@
+"""Building data/certifi through pip from a package index: a real local PEP 691 index on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from helpers import _certifi_data, _io, _paths, bundles, pki
+from helpers._paths import ROOT
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+GARBAGE_BLOCK = b"-----BEGIN CERTIFICATE-----\nthis is not base64 at all!\n-----END CERTIFICATE-----\n"
+NOT_A_CERT_BLOCK = b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"  # DER INTEGER 1
+
+
+def _wheel(version: str, files: dict[str, bytes]) -> bytes:
+    """A minimal but valid certifi wheel holding ``files``."""
+    info = f"certifi-{version}.dist-info"
+    members = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: certifi\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/RECORD": b"",
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _sdist(version: str, files: dict[str, bytes]) -> bytes:
+    """An old-style sdist (no build metadata pip can prepare) holding ``files`` under certifi-V/."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            member = tarfile.TarInfo(f"certifi-{version}/{name}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@dataclass
+class LocalIndex:
+    """A PEP 691 index for 'certifi' served on 127.0.0.1 (files, hashes, upload times, versions)."""
+
+    url: str
+    files: dict[str, bytes]
+    page: dict
+    roots: list[pki.CA]
+
+    def settings(self) -> _certifi_data.PipSettings:
+        """pip settings pointing at this index only."""
+        return _certifi_data.PipSettings(index_url=self.url, options=("--retries", "0"), timeout=10)
+
+
+def _serve(routes: dict[str, tuple[str, bytes]]):
+    """Start a threaded HTTP server for ``routes`` on 127.0.0.1; return (server, port)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            content_type, body = routes.get(self.path.split("?")[0], ("text/plain", None))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def _page(files: dict[str, bytes], uploads: dict[str, str], versions: list[str], *, lie_about: str = ""):
+    """The PEP 691 JSON page for ``files`` (the hash of ``lie_about`` is deliberately wrong)."""
+    entries = []
+    for name, data in files.items():
+        digest = hashlib.sha256(data + (b"x" if name == lie_about else b"")).hexdigest()
+        entries.append(
+            {
+                "filename": name,
+                "url": f"../../files/{name}",
+                "hashes": {"sha256": digest},
+                "upload-time": uploads[name],
+                "yanked": False,
+            }
+        )
+    return {"meta": {"api-version": "1.1"}, "name": "certifi", "files": entries, "versions": versions}
+
+
+@pytest.fixture(scope="module")
+def ca_roots():
+    """Three test roots."""
+    return [pki.CA(f"Test Root {i}", organization="atskit tests", key_type="ec") for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def index_files(ca_roots):
+    """The index's files: a wheel, an old sdist (top-level cacert.pem with two unusable blocks) and a
+    wheel without cacert.pem."""
+    r0, r1, r2 = (ca.cert_pem for ca in ca_roots)
+    return {
+        "certifi-2020.1.1-py3-none-any.whl": _wheel("2020.1.1", {"certifi/cacert.pem": r0 + r1}),
+        "certifi-2021.01.02.tar.gz": _sdist(
+            "2021.01.02", {"cacert.pem": r1 + GARBAGE_BLOCK + r2 + NOT_A_CERT_BLOCK, "README": b"old"}
+        ),
+        "certifi-2022.1.1-py3-none-any.whl": _wheel("2022.1.1", {"certifi/core.py": b""}),
+    }
+
+
+def _index(ca_roots, files: dict[str, bytes], *, lie_about: str = ""):
+    """Serve ``files`` as a PEP 691 index, plus a version '0' that has no file."""
+    uploads = dict(
+        zip(files, ["2020-01-01T10:00:00Z", "2021-01-02T10:00:00Z", "2022-01-01T10:00:00Z"], strict=True)
+    )
+    page = _page(files, uploads, ["0", "2020.1.1", "2021.01.02", "2022.1.1"], lie_about=lie_about)
+    routes = {"/simple/certifi/": (JSON_TYPE, json.dumps(page).encode())}
+    routes.update({f"/files/{n}": ("application/octet-stream", d) for n, d in files.items()})
+    server, port = _serve(routes)
+    return server, LocalIndex(f"http://127.0.0.1:{port}/simple", files, page, ca_roots)
+
+
+@pytest.fixture(scope="module")
+def built(ca_roots, index_files, tmp_path_factory):
+    """data/certifi built from the local index into a temp folder (one build for the module)."""
+    server, index = _index(ca_roots, index_files)
+    data_dir = tmp_path_factory.mktemp("data") / "certifi"
+    cache_dir = tmp_path_factory.mktemp("cache")
+    try:
+        result = _certifi_data.build(
+            data_dir=data_dir, cache_dir=cache_dir, settings=index.settings(), progress=False, workers=2
+        )
+        yield index, result, data_dir, cache_dir
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def kit_data_at(monkeypatch):
+    """Point helpers.bundles at another data folder for one test (caches cleared around it)."""
+
+    def point(data_root: Path) -> None:
+        monkeypatch.setattr(_paths, "DATA_DIR", data_root)
+        bundles._certifi_data_loaded.cache_clear()
+        bundles._history.cache_clear()
+
+    yield point
+    bundles._certifi_data_loaded.cache_clear()
+    bundles._history.cache_clear()
+
+
+def _closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """name -> sha256 of every file in ``folder``."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+# ---------------------------------------------------------------- the build
+
+
+def test_build_lists_every_version_with_its_status(built):
+    _, result, data_dir, _ = built
+    rows = {r["version"]: r for r in _certifi_data.read_releases(data_dir)}
+    assert list(rows) == ["0", "2020.1.1", "2021.1.2", "2022.1.1"]
+    assert rows["0"]["status"] == "no file on the index"
+    assert rows["2022.1.1"]["status"] == "no cacert.pem in the file"
+    assert rows["2020.1.1"]["status"] == rows["2021.1.2"]["status"] == "ok"
+    assert rows["2021.1.2"]["version_on_index"] == "2021.01.02"
+    assert result.without_roots == [("0", "no file on the index"), ("2022.1.1", "no cacert.pem in the file")]
+
+
+def test_wheel_comes_through_pip_and_old_sdist_falls_back_to_the_index_url(built):
+    index, _, data_dir, _ = built
+    rows = {r["version"]: r for r in _certifi_data.read_releases(data_dir)}
+    assert rows["2020.1.1"]["fetched_with"] == "pip download"
+    assert rows["2021.1.2"]["fetched_with"].startswith("index file URL")
+    assert rows["2021.1.2"]["cacert_member"] == "certifi-2021.01.02/cacert.pem"
+    for version, name in [("2020.1.1", "certifi-2020.1.1-py3-none-any.whl")]:
+        assert rows[version]["file_sha256"] == hashlib.sha256(index.files[name]).hexdigest()
+        assert rows[version]["uploaded_at"] == "2020-01-01T10:00:00Z"
+
+
+def test_each_distinct_block_is_stored_once(built):
+    _, result, data_dir, _ = built
+    stored = _certifi_data.split_blocks((data_dir / "roots.pem").read_bytes())
+    fingerprints = [fp for fp, _, _ in stored]
+    assert fingerprints == sorted(set(fingerprints))
+    assert len(fingerprints) == result.distinct_blocks == 5  # 3 roots, a non-base64 block, a non-certificate
+
+
+def test_reconstruction_matches_the_digest_of_the_real_file_and_keeps_problems(built, kit_data_at):
+    index, _, data_dir, _ = built
+    kit_data_at(data_dir.parent)
+    sdist = bundles.certifi("2021.01.02")  # zero padding as on the index
+    assert sdist.version == "2021.1.2"
+    expected = [ca.cert_pem for ca in index.roots[1:]]
+    assert sorted(bundles.from_pem(b"".join(expected)).fingerprints) == sorted(sdist.fingerprints)
+    assert [(p.position, p.reason.split(":")[0]) for p in sdist.problems] == [
+        (1, "not base64"),
+        (3, "unparseable"),
+    ]
+    file_blocks = _certifi_data.split_blocks(b"".join([index.roots[1].cert_pem, GARBAGE_BLOCK]))
+    assert sdist.problems[0].fingerprint_sha256 == file_blocks[1][0]
+    row = bundles.certifi_releases().set_index("version").loc["2021.1.2"]
+    every = set(sdist.fingerprints) | {p.fingerprint_sha256 for p in sdist.problems}
+    assert _certifi_data.fingerprints_digest(every) == row["fingerprints_digest"]
+    assert (row["roots"], row["problems"], row["blocks"]) == (2, 2, 4)
+    assert "2 x" not in row["problem_reasons"] and row["problem_reasons"].count("1 x") == 2
+
+
+def test_missing_data_gives_one_line_naming_the_fix(tmp_path, kit_data_at):
+    kit_data_at(tmp_path / "no-data-here")
+    with pytest.raises(FileNotFoundError) as err:
+        bundles.certifi("2020.6.20")
+    assert "embedded data is missing" in str(err.value) and "ATSKIT_DATA" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_release_without_roots_gives_a_one_line_error(built, kit_data_at):
+    _, _, data_dir, _ = built
+    kit_data_at(data_dir.parent)
+    with pytest.raises(ValueError, match=r"certifi 2022\.1\.1 has no roots to load \(no cacert\.pem") as err:
+        bundles.certifi("2022.1.1")
+    assert "\n" not in str(err.value)
+    assert bundles.certifi_releases()["version"].tolist() == ["2020.1.1", "2021.1.2"]
+    assert len(bundles.certifi_releases(with_unusable=True)) == 4
+
+
+def test_refresh_reuses_releases_whose_file_is_unchanged(built, tmp_path, ca_roots, index_files):
+    index, _, data_dir, cache_dir = built
+    server, again = _index(ca_roots, index_files)
+    try:
+        target = tmp_path / "certifi"
+        for name in ("roots.pem", "membership.csv", "releases.csv", "source.json"):
+            (tmp_path / "certifi").mkdir(exist_ok=True)
+            (target / name).write_bytes((data_dir / name).read_bytes())
+        result = _certifi_data.build(
+            data_dir=target, cache_dir=tmp_path / "empty-cache", settings=again.settings(), progress=False
+        )
+    finally:
+        server.shutdown()
+    assert (result.downloaded, result.reused, result.changed) == (0, 3, False)
+    assert _snapshot(target) == _snapshot(data_dir)  # nothing rewritten, not even the build time
+
+
+def test_a_file_whose_hash_differs_from_the_index_is_refused(ca_roots, index_files, tmp_path):
+    server, index = _index(ca_roots, index_files, lie_about="certifi-2020.1.1-py3-none-any.whl")
+    target = tmp_path / "certifi"
+    target.mkdir()
+    (target / "releases.csv").write_text("untouched\n")
+    try:
+        with pytest.raises(_certifi_data.BuildError) as err:
+            _certifi_data.build(
+                data_dir=target,
+                cache_dir=tmp_path / "c",
+                settings=index.settings(),
+                progress=False,
+                workers=1,
+            )
+    finally:
+        server.shutdown()
+    message = str(err.value)
+    assert "certifi-2020.1.1-py3-none-any.whl" in message and "hash mismatch: Expected sha256" in message
+    assert "\n" not in message
+    assert (target / "releases.csv").read_text() == "untouched\n"
+    assert sorted(p.name for p in target.iterdir()) == ["releases.csv"]
+
+
+def test_refresh_against_an_unreachable_index_says_one_line_and_leaves_data(tmp_path):
+    target = tmp_path / "certifi"
+    target.mkdir()
+    for path in (ROOT / "data" / "certifi").iterdir():
+        (target / path.name).write_bytes(path.read_bytes())
+    before = _snapshot(target)
+    env = {
+        **os.environ,
+        "PIP_INDEX_URL": f"http://127.0.0.1:{_closed_port()}/simple",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_FIND_LINKS": "",
+        "PIP_RETRIES": "0",
+        "PIP_DEFAULT_TIMEOUT": "5",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "refresh-certifi", "--data-dir", str(target), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "cannot reach the package index at http://127.0.0.1:" in lines[0]
+    assert "embedded certifi data is unchanged" in lines[0]
+    assert _snapshot(target) == before
+
+
+def test_cli_rejects_bad_usage_with_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "refresh-certifi", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["atskit: error: --workers 0: give 1 or more"]
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def test_pip_settings_follow_pip_index_url_and_drop_credentials_for_display():
+    env = {**os.environ, "PIP_INDEX_URL": "https://user:secret@mirror.example/simple/"}
+    settings = _certifi_data.pip_settings(env=env)
+    assert settings.index_url == "https://user:secret@mirror.example/simple"
+    assert settings.display_index_url == "https://mirror.example/simple"
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("2020.06.20", "2020.6.20"),
+        ("14.05.14", "14.5.14"),
+        ("2026.10.19.post1", "2026.10.19.post1"),
+        ("0", "0"),
+    ],
+)
+def test_normalize_version(raw, normal):
+    assert _certifi_data.normalize_version(raw) == normal
+
+
+def test_version_order_puts_post_releases_after_their_release():
+    versions = ["2026.10.19.post1", "2020.12.5", "2026.10.19", "0.0.2", "2020.4.5.1", "2020.4.5"]
+    assert sorted(versions, key=_certifi_data.version_key) == [
+        "0.0.2",
+        "2020.4.5",
+        "2020.4.5.1",
+        "2020.12.5",
+        "2026.10.19",
+        "2026.10.19.post1",
+    ]
+
+
+def test_extract_prefers_the_package_cacert_over_others(tmp_path):
+    path = tmp_path / "certifi-1-py3-none-any.whl"
+    path.write_bytes(_wheel("1", {"tests/cacert.pem": b"other", "certifi/cacert.pem": b"mine"}))
+    assert _certifi_data.extract_cacert(path) == ("certifi/cacert.pem", b"mine")
+
+
+def test_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    target = tmp_path / "releases.csv"
+    target.write_text("old contents\n")
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_io.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        _io.atomic_write_text(target, "new contents\n")
+    assert target.read_text() == "old contents\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["releases.csv"]  # no temp file left behind

@@ -1,0 +1,336 @@
+"""The atskit command end to end, in subprocesses: output, exit codes (0 ok, 1 check failed, 2 bad input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import bundles, chains, cli, lab
+from helpers._paths import ROOT
+
+EXAMPLES = ROOT / "docs" / "examples"
+G5 = "VeriSign Class 3 Public Primary Certification Authority - G5"
+ATSKIT = Path(sys.executable).with_name("atskit")  # the console script `pip install -e .` made
+
+
+def atskit(
+    *args: str, script: bool = False, env: dict | None = None, unset: tuple = (), timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run ``python -m helpers ARGS`` (or the ``atskit`` console script) and capture its output."""
+    command = [str(ATSKIT)] if script else [sys.executable, "-m", "helpers"]
+    environ = {k: v for k, v in os.environ.items() if k not in unset} | (env or {})
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=environ, check=False
+    )
+
+
+def atskit_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The same command run in this process (``cli.main``): quicker, for the many input cases."""
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def one_line_error(done: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a failed run (asserting there is no traceback)."""
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("atskit: error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Chains captured from the lab and saved as evidence, and lab trust views as PEM files."""
+    folder = tmp_path_factory.mktemp("saved")
+    with lab.running() as env:
+        for name in ("data_legacy", "data_ats"):
+            chains.fetch_chain(env.endpoints[name]).save(folder / f"{name}.pem")
+    for version in ("2020.6.20", "2021.10.8"):
+        lab.trust_view(version).write_pem(folder / f"view-{version}.pem")
+    return folder
+
+
+# --- help and usage --------------------------------------------------------------------------------
+
+SUBCOMMANDS = [
+    ["check"],
+    ["diff-bundles"],
+    ["history"],
+    ["which-bundle"],
+    ["lab", "serve"],
+    ["upgrade-check"],
+    ["run-notebooks"],
+    ["refresh-certifi"],
+]
+
+
+@pytest.mark.parametrize("subcommand", SUBCOMMANDS, ids=" ".join)
+def test_every_subcommand_has_help_and_json(subcommand):
+    done = atskit(*subcommand, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "usage: atskit" in done.stdout
+    if subcommand != ["run-notebooks"]:  # the lead's runner prints status lines, not a result
+        assert "--json" in done.stdout
+
+
+def test_the_console_script_is_installed_and_runs():
+    done = atskit("history", "--json", script=True)
+    assert done.returncode == 0, done.stderr
+    releases = json.loads(done.stdout)["releases"]
+    assert [r["version"] for r in releases] == bundles.certifi_releases()["version"].tolist()
+
+
+# --- bad input: exit 2, one line naming the input ---------------------------------------------------
+
+BAD_INPUT = [
+    (["check", "--lab", "--bundle", "certifi-2020"], "bad --bundle 'certifi-2020'"),
+    (["check", "--lab", "--bundle", "certifi==2020.6.21"], "nearest releases"),
+    (
+        ["check", "--chain-file", "/nonexistent/chain.pem"],
+        "--chain-file /nonexistent/chain.pem: no such file",
+    ),
+    (["check", "example.com:http"], "bad endpoint 'example.com:http'"),
+    (["check", "example.com:70000"], "bad endpoint 'example.com:70000'"),
+    (["check", "bad host name"], "bad endpoint 'bad host name'"),
+    (["check", "--lab", "--at", "2021-13-45"], "bad --at '2021-13-45'"),
+    (
+        ["check", "--endpoints-file", "/nonexistent/hosts.txt"],
+        "--endpoints-file /nonexistent/hosts.txt: no such file",
+    ),
+    (["check"], "no endpoints"),
+    (["diff-bundles", "certifi==2020.6.20", "/nonexistent.pem"], "bad --bundle '/nonexistent.pem'"),
+    (["history", "--root", "No Such Root CA"], "no root in any certifi release matches"),
+    (
+        ["upgrade-check", "--before", "/nonexistent/req.txt", "--after", "certifi==2021.10.8"],
+        "no such requirements",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line(capsys, args, message):
+    done = atskit_here(capsys, *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in one_line_error(done)
+
+
+@pytest.mark.parametrize("case", [0, 3, 6, 11], ids=lambda i: " ".join(BAD_INPUT[i][0]))
+def test_bad_input_in_a_real_process(case):
+    args, message = BAD_INPUT[case]
+    done = atskit(*args, script=case == 0)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in one_line_error(done)
+
+
+def test_unparseable_requirements_exit_2(tmp_path, capsys):
+    path = tmp_path / "requirements.txt"
+    path.write_text("requests==2.26.0\n!!! not a requirement\n")
+    done = atskit_here(
+        capsys, "upgrade-check", "--before", str(path), "--after", str(path), "--no-pip", "--lab"
+    )
+    assert done.returncode == 2
+    assert "cannot parse requirement line '!!! not a requirement'" in one_line_error(done)
+
+
+def test_argparse_usage_errors_exit_2():
+    assert atskit("no-such-command").returncode == 2
+    assert atskit("upgrade-check", "--before", "x").returncode == 2  # --after is required
+
+
+def test_a_chain_file_that_is_not_pem_exits_2(tmp_path, capsys):
+    path = tmp_path / "chain.pem"
+    path.write_text("hello\n")
+    done = atskit_here(capsys, "check", "--chain-file", str(path))
+    assert done.returncode == 2
+    assert str(path) in one_line_error(done)
+
+
+def test_an_unreachable_host_is_one_line(capsys):
+    done = atskit_here(
+        capsys, "check", "127.0.0.1:9", "--timeout", "2"
+    )  # nothing listens on the discard port
+    assert done.returncode == 2
+    assert "127.0.0.1:9" in one_line_error(done)
+
+
+# --- check -----------------------------------------------------------------------------------------
+
+
+def test_check_saved_chains_exit_1_when_a_bundle_lacks_the_root(saved):
+    done = atskit(
+        "check",
+        "--chain-file", str(saved / "data_legacy.pem"),
+        "--chain-file", str(saved / "data_ats.pem"),
+        "--bundle", str(saved / "view-2020.6.20.pem"),
+        "--bundle", str(saved / "view-2021.10.8.pem"),
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    results = json.loads(done.stdout)["results"]
+    failing = [(r["host"], r["bundle"], r["reason"]) for r in results if not r["ok"]]
+    assert failing == [("data.iot.ap-northeast-2.amazonaws.com", "view-2021.10.8.pem", "missing-root")]
+    assert G5 in next(r["message"] for r in results if not r["ok"])
+
+
+def test_check_saved_chains_exit_0_when_every_bundle_has_the_roots(saved, capsys):
+    done = atskit_here(capsys,
+        "check",
+        "--chain-file", str(saved / "data_legacy.pem"),
+        "--chain-file", str(saved / "data_ats.pem"),
+        "--bundle", str(saved / "view-2020.6.20.pem"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2/2 endpoint x bundle checks pass" in done.stdout
+
+
+def test_check_at_a_date_before_the_lab_certificates_exist(saved, capsys):
+    done = atskit_here(capsys,
+        "check", "--chain-file", str(saved / "data_ats.pem"), "--bundle", str(saved / "view-2020.6.20.pem"),
+        "--at", "2019-06-01", "--json",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["results"][0]["reason"] == "not-yet-valid"
+
+
+def test_check_endpoints_file_against_the_lab_saving_the_chains(tmp_path):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("# the incident's endpoint, then the fix\ndata.iot.ap-northeast-2.amazonaws.com\n\n"
+                     "data-ats.iot.ap-northeast-2.amazonaws.com:443  # ATS\n")  # fmt: skip
+    done = atskit(
+        "check", "--lab", "--endpoints-file", str(hosts), "--bundle", "certifi==2021.10.8",
+        "--save-chains", str(tmp_path / "evidence"), script=True,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "missing-root" in done.stdout and G5 in done.stdout
+    assert "1/2 endpoint x bundle checks pass" in done.stdout
+    saved = chains.load_chain(tmp_path / "evidence" / "data.iot.ap-northeast-2.amazonaws.com_443.pem")
+    assert saved.hostname == "data.iot.ap-northeast-2.amazonaws.com"
+    assert saved.certificates[-1].issuer.rfc4514_string().startswith(f"CN={G5}")
+
+
+def test_check_the_labs_own_endpoints_masks_the_account_prefix(capsys):
+    done = atskit_here(capsys, "check", "--lab", "--bundle", "certifi==2020.6.20", "--json")
+    assert done.returncode == 0, done.stderr
+    hosts = [r["host"] for r in json.loads(done.stdout)["results"]]
+    assert "<prefix>-ats.iot.ap-northeast-2.amazonaws.com" in hosts
+
+
+# --- upgrade-check ---------------------------------------------------------------------------------
+
+
+def test_upgrade_check_flags_the_incident():
+    done = atskit(
+        "upgrade-check",
+        "--before", str(EXAMPLES / "incident-before.txt"),
+        "--after", str(EXAMPLES / "incident-after.txt"),
+        "--runtime-botocore", "1.23.1",
+        "--lab", "--json",
+        script=True,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    result = json.loads(done.stdout)
+    assert result["broken"] == ["data.iot.ap-northeast-2.amazonaws.com:443", "iot-data default host"]
+    sides = {s["side"]: s for s in result["sides"]}
+    assert (sides["before"]["certifi"], sides["after"]["certifi"]) == ("2020.6.20", "2021.10.8")
+    assert sides["after"]["iot_data_default_host"] == "data.iot.ap-northeast-2.amazonaws.com"
+    changes = {e["endpoint"]: e["change"] for e in result["endpoints"]}
+    assert changes["data-ats.iot.ap-northeast-2.amazonaws.com:443"] == "still-ok"
+
+
+def test_upgrade_check_botocore_upgrade_moves_the_default_host_to_ats(capsys):
+    # Same certifi without VeriSign G5 on both sides; botocore 1.24.30 switched iot-data's default host.
+    done = atskit_here(capsys,
+        "upgrade-check",
+        "--before", "certifi==2021.10.8 botocore==1.24.29",
+        "--after", "certifi==2021.10.8 botocore==1.24.30",
+        "--lab", "data-ats.iot.ap-northeast-2.amazonaws.com", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    default = next(e for e in result["endpoints"] if e["endpoint"] == "iot-data default host")
+    assert default["change"] == "fixed"
+    assert (default["host_before"], default["host_after"]) == (
+        "data.iot.ap-northeast-2.amazonaws.com",
+        "data-ats.iot.ap-northeast-2.amazonaws.com",
+    )
+
+
+def test_upgrade_check_the_reverse_botocore_move_fails(capsys):
+    done = atskit_here(
+        capsys,
+        "upgrade-check",
+        "--before", "certifi==2021.10.8 botocore==1.24.30",
+        "--after", "certifi==2021.10.8 botocore==1.24.29",
+        "--lab", "data-ats.iot.ap-northeast-2.amazonaws.com",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last == (
+        "FAIL: the upgrade (certifi 2021.10.8 -> 2021.10.8, botocore 1.24.30 -> 1.24.29) "
+        "breaks TLS to iot-data default host"
+    )
+
+
+# --- diff-bundles, history, which-bundle, lab serve --------------------------------------------------
+
+
+def test_diff_bundles_lists_g5_among_the_removed(capsys):
+    done = atskit_here(capsys, "diff-bundles", "certifi==2020.6.20", "certifi==2021.10.8", "--json")
+    assert done.returncode == 0, done.stderr
+    changes = json.loads(done.stdout)["changes"]
+    expected = bundles.compare(bundles.certifi("2020.6.20"), bundles.certifi("2021.10.8"))
+    removed = {c["fingerprint_sha256"] for c in changes if c["change"] == "removed"}
+    assert removed == set(expected.loc[expected["change"] == "removed", "fingerprint_sha256"])
+    assert any(c["subject_cn"] == G5 for c in changes if c["change"] == "removed")
+
+
+def test_history_root_says_which_release_removed_it(capsys):
+    done = atskit_here(capsys, "history", "--root", G5, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["removed_in"] == "2020.12.5"
+    text = atskit_here(capsys, "history", "--root", G5).stdout
+    assert text.strip().endswith("removed in 2020.12.5")
+
+
+@pytest.mark.parametrize("rule", ["AWS_CA_BUNDLE", "certifi"])
+def test_which_bundle_follows_botocores_precedence(rule, tmp_path):
+    pem = tmp_path / "corporate.pem"
+    bundles.certifi("2021.10.8").write_pem(pem)
+    env = {"AWS_CA_BUNDLE": str(pem)} if rule == "AWS_CA_BUNDLE" else {}
+    env["AWS_CONFIG_FILE"] = str(tmp_path / "none")
+    done = atskit("which-bundle", "--json", env=env, unset=("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["rule"] == rule
+    if rule == "AWS_CA_BUNDLE":
+        assert result["path"] == str(pem)
+
+
+def test_lab_serve_prints_where_it_listens_and_stops():
+    done = atskit("lab", "serve", "--duration", "0.5", "--json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    details = json.loads(done.stdout)
+    assert details["port"] > 0
+    assert details["endpoints"]["data_legacy"] == "data.iot.ap-northeast-2.amazonaws.com"
+    assert Path(details["ca_bundle"]).is_file()
+
+
+def test_the_docs_workflow_runs_a_command_atskit_accepts():
+    import shlex
+
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / "docs" / "upgrade-check-workflow.yml").read_text())
+    steps = workflow["jobs"]["upgrade-check"]["steps"]
+    runs = [step["run"] for step in steps if "atskit " in step.get("run", "")]
+    command = runs[0].split("atskit ", 1)[1].split("|")[0].replace("\\\n", " ")
+    args = cli.build_parser().parse_args(shlex.split(command))
+    assert args.func is cli._upgrade_check
+    assert (args.endpoints_file, args.json) == (".github/iot-endpoints.txt", True)

@@ -1,0 +1,383 @@
+"""The offline lab: the incident reproduced through real boto3, real TLS on 127.0.0.1, real routing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import ssl
+from dataclasses import dataclass
+
+import boto3
+import botocore.exceptions
+import pytest
+from botocore.retries import standard
+from cryptography.x509.oid import NameOID
+
+from helpers import _lab_routing, _lab_twins, _x509, bundles, chains, lab
+
+REGION = "ap-northeast-2"
+THING = "incident-thing"
+G5 = "VeriSign Class 3 Public Primary Certification Authority - G5"
+ROOT_CA_1 = "Amazon Root CA 1"
+ROOT_CA_3 = "Amazon Root CA 3"
+STARFIELD_G2 = "Starfield Services Root Certificate Authority - G2"
+INCIDENT_MESSAGE = (
+    "SSL validation failed for https://data.iot.{region}.amazonaws.com/things/{thing}/shadow "
+    "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get local issuer certificate"
+)
+
+
+def incident_message(region: str = REGION, thing: str = THING) -> re.Pattern:
+    """The incident's error text for a region and thing, with OpenSSL's '(_ssl.c:NNNN)' suffix."""
+    return re.compile(re.escape(INCIDENT_MESSAGE.format(region=region, thing=thing)) + r" \(_ssl\.c:\d+\)")
+
+
+def run_incident_snippet(thing_name: str) -> dict:
+    """The incident's code, verbatim (boto3.client("iot-data") with no arguments)."""
+    shadow_state_desired = {"state": {"desired": {"led": "on"}}}
+    client_iot = boto3.client("iot-data")
+    return client_iot.update_thing_shadow(thingName=thing_name, payload=json.dumps(shadow_state_desired))
+
+
+def has_root(bundle: bundles.Bundle, cn: str) -> bool:
+    """Whether ``bundle`` holds a self-signed root with this CN (read from the real data)."""
+    return any(
+        _x509.name_attr(c.subject, NameOID.COMMON_NAME) == cn and c.subject == c.issuer
+        for c in bundle.certificates
+    )
+
+
+def without(bundle: bundles.Bundle, cn: str) -> bundles.Bundle:
+    """A copy of a real release minus one root (to show what the cross-signature buys)."""
+    kept = [c for c in bundle.certificates if _x509.name_attr(c.subject, NameOID.COMMON_NAME) != cn]
+    return bundles.Bundle(f"{bundle.name} without {cn}", bundle.version, bundle.source, kept)
+
+
+def tls_verdict(port: int, server_name: str, ca_file: str, *, cipher: str | None = None) -> bool:
+    """A real handshake to the lab verifying against ``ca_file``; ``cipher`` pins TLS 1.2 RSA or ECDSA."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if cipher:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(cipher)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=server_name),
+        ):
+            return True
+    except ssl.SSLCertVerificationError:
+        return False
+
+
+# --- the incident, in one lab shared by the class ---------------------------------------------------
+
+
+@pytest.fixture(scope="class")
+def env():
+    with lab.running(region=REGION, thing_name=THING) as running_env:
+        yield running_env
+
+
+def releases_to_check() -> list[str]:
+    """Releases around the changes that matter, found in the certifi history (not typed in)."""
+    versions = list(bundles.certifi_releases()["version"])
+    g5_gone = bundles.removed_in(G5)
+    amazon_added = bundles.added_in(ROOT_CA_1)
+    picks = {versions[0], versions[-1], g5_gone, amazon_added}
+    picks |= {versions[versions.index(g5_gone) - 1], versions[versions.index(amazon_added) - 1]}
+    picks |= {"2020.6.20", "2021.10.8"}  # the incident's two releases
+    return sorted(picks, key=versions.index)
+
+
+@pytest.mark.usefixtures("env")
+class TestIncident:
+    def test_the_snippet_works_with_certifi_2020_6_20(self, env):
+        with env.botocore_env(certifi="2020.6.20", iot_data_endpoint="legacy"):
+            response = run_incident_snippet(env.thing_name)
+            shadow = json.loads(
+                boto3.client("iot-data").get_thing_shadow(thingName=env.thing_name)["payload"].read()
+            )
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert shadow["state"]["desired"] == {"led": "on"}
+
+    def test_the_snippet_fails_with_certifi_2021_10_8_with_the_incident_message(self, env):
+        before = len(env.connections())
+        with (
+            env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy"),
+            pytest.raises(botocore.exceptions.SSLError) as caught,
+        ):
+            run_incident_snippet(env.thing_name)
+        assert incident_message().fullmatch(str(caught.value)), str(caught.value)
+        handshakes = env.connections().iloc[before:]
+        # botocore's standard retry mode (the lab pins it; botocore's own default) tries this many times.
+        assert len(handshakes) == standard.DEFAULT_MAX_ATTEMPTS
+        assert set(handshakes["chain"]) == {"legacy"} and set(handshakes["outcome"]) == {"failed"}
+        assert handshakes["error"].str.contains("unknown ca").all()
+
+    def test_max_attempts_1_makes_a_single_handshake(self, env):
+        before = len(env.connections())
+        with (
+            env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy", max_attempts=1),
+            pytest.raises(botocore.exceptions.SSLError),
+        ):
+            run_incident_snippet(env.thing_name)
+        assert len(env.connections()) - before == 1
+
+    def test_the_fix_works_with_certifi_2021_10_8(self, env):
+        with env.botocore_env(certifi="2021.10.8"):
+            client_iot = boto3.client("iot-data", endpoint_url=env.iot_data_url("account-ats"))
+            response = client_iot.update_thing_shadow(thingName=env.thing_name, payload=b'{"state": {}}')
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+    @pytest.mark.parametrize("release", releases_to_check())
+    def test_boto3_across_releases_follows_the_real_roots(self, env, release):
+        real = bundles.certifi(release)
+        expected = {
+            "legacy": has_root(real, G5),
+            # the ATS chain verifies through Amazon Root CA 1/3 or through Starfield's cross-signature
+            "ats": (has_root(real, ROOT_CA_1) or has_root(real, STARFIELD_G2))
+            and (has_root(real, ROOT_CA_3) or has_root(real, STARFIELD_G2)),
+        }
+        seen = {}
+        for endpoint in expected:
+            with env.botocore_env(certifi=release, iot_data_endpoint=endpoint, max_attempts=1):
+                try:
+                    run_incident_snippet(env.thing_name)
+                    seen[endpoint] = True
+                except botocore.exceptions.SSLError as exc:
+                    assert incident_message().fullmatch(str(exc)) or endpoint == "ats", str(exc)
+                    seen[endpoint] = False
+        assert seen == expected
+
+    def test_served_chains_are_chosen_by_name(self, env):
+        issuers = {
+            name: chains.fetch_chain(host).certificates[0].issuer for name, host in env.endpoints.items()
+        }
+        cns = {name: _x509.name_attr(issuer, NameOID.COMMON_NAME) for name, issuer in issuers.items()}
+        assert cns["data_legacy"] == cns["account_legacy"] == "Symantec Class 3 Secure Server CA - G4"
+        for name in ("data_ats", "account_ats", "control_plane"):
+            assert cns[name].startswith("Amazon "), (name, cns[name])
+
+    def test_chains_diagnose_the_lab_chain_as_the_incident(self, env):
+        host = env.endpoints["data_legacy"]
+        chain = chains.fetch_chain(host)
+        verdict = chains.verify(chain, env.bundle("2021.10.8"), hostname=host)
+        assert (verdict.reason, verdict.missing_issuer) == ("missing-root", G5)
+        assert chains.verify(chain, env.bundle("2020.6.20"), hostname=host).ok
+        changes = chains.transitions(env.across_certifi(chain, hostname=host))
+        first_failure = changes.loc[~changes["ok"], "version"].iloc[0]
+        assert first_failure == bundles.removed_in(G5)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One handshake scenario: which release (maybe minus a root), which chain, the real roots that decide."""
+
+    release: str
+    chain: str  # legacy, ats-rsa, ats-ecdsa
+    cipher: str | None
+    drop: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.release}{'-no-starfield' if self.drop else ''}-{self.chain}"
+
+
+_CIPHERS = {
+    "legacy": None,
+    "ats-rsa": "ECDHE-RSA-AES128-GCM-SHA256",
+    "ats-ecdsa": "ECDHE-ECDSA-AES128-GCM-SHA256",
+}
+_DECIDING_ROOTS = {
+    "legacy": (G5,),
+    "ats-rsa": (ROOT_CA_1, STARFIELD_G2),
+    "ats-ecdsa": (ROOT_CA_3, STARFIELD_G2),
+}
+CASES = [
+    Case(release, chain, cipher, drop)
+    for release in (bundles.added_in(ROOT_CA_1), "2016.9.26", "2020.6.20", "2021.10.8")
+    for drop in (None, STARFIELD_G2)
+    for chain, cipher in _CIPHERS.items()
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_each_chain_verifies_exactly_where_its_real_roots_are(case):
+    real = bundles.certifi(case.release)
+    if case.drop:
+        real = without(real, case.drop)
+    expected = any(has_root(real, cn) for cn in _DECIDING_ROOTS[case.chain])
+    lab_for_case = _shared_lab()
+    host = (
+        f"data.iot.{REGION}.amazonaws.com"
+        if case.chain == "legacy"
+        else f"data-ats.iot.{REGION}.amazonaws.com"
+    )
+    ca_file = str(lab.trust_view(real).path())
+    assert tls_verdict(lab_for_case.port, host, ca_file, cipher=case.cipher) == expected
+
+
+_labs: list[lab.Lab] = []
+
+
+def _shared_lab() -> lab.Lab:
+    """One started lab for the handshake table (no routing needed: it connects to 127.0.0.1 directly)."""
+    if not _labs:
+        _labs.append(lab.Lab(REGION).start())
+    return _labs[0]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_shared_lab():
+    yield
+    for started in _labs:
+        started.stop()
+
+
+# --- twins ------------------------------------------------------------------------------------------
+
+
+def test_every_lab_certificate_says_it_is_a_twin_and_keeps_the_real_name():
+    pki = lab.pki()
+    for twin_id, ca in pki.cas.items():
+        assert lab.is_lab_twin(ca.cert), twin_id
+        real = pki.real_roots.get(twin_id)
+        if real is not None:
+            assert _lab_twins.real_name(ca.cert.subject) == real.subject
+            assert _x509.key_description(ca.cert) == _x509.key_description(real)
+            assert (ca.cert.not_valid_before_utc, ca.cert.not_valid_after_utc) == (
+                real.not_valid_before_utc,
+                real.not_valid_after_utc,
+            )
+    for leaf in pki.leaves(REGION).values():
+        assert lab.is_lab_twin(leaf.cert)
+        assert lab.LAB_OU in leaf.cert.subject.rfc4514_string()
+
+
+@pytest.mark.parametrize("release", ["2020.6.20", "2021.10.8"])
+def test_trust_view_swaps_exactly_the_real_roots_that_have_twins(release):
+    real = bundles.certifi(release)
+    view = lab.trust_view(release)
+    twins = [c for c in view.certificates if lab.is_lab_twin(c)]
+    expected = [cn for cn in _lab_twins._ROOT_CNS.values() if has_root(real, cn)]
+    assert sorted(_x509.name_attr(c.subject, NameOID.COMMON_NAME) for c in twins) == sorted(expected)
+    assert len(view) == len(real)
+    assert (G5 in expected) == (release == "2020.6.20")
+
+
+# --- routing, environment and lifecycle ---------------------------------------------------------------
+
+
+def _aws_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("AWS_") or k.endswith("CA_BUNDLE")}
+
+
+def test_routing_and_environment_are_restored_after_exit():
+    original = socket.getaddrinfo
+    before = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    environ_before, session_before = _aws_environ(), boto3.DEFAULT_SESSION
+    with pytest.raises(RuntimeError, match="boom"), lab.running(region=REGION) as env:
+        assert socket.getaddrinfo is not original
+        port = env.port
+        assert socket.getaddrinfo(f"data.iot.{REGION}.amazonaws.com", 443)[0][4] == ("127.0.0.1", port)
+        assert socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM) == before
+        with pytest.raises(socket.gaierror, match="not resolved inside the ATS kit lab"):
+            socket.getaddrinfo("pypi.org", 443)
+        with pytest.raises(PermissionError, match="blocked"), socket.socket() as sock:
+            sock.connect(("192.0.2.1", 443))  # TEST-NET-1: an address off this machine
+        assert os.environ["AWS_ACCESS_KEY_ID"] == lab.FAKE_ACCESS_KEY_ID
+        raise RuntimeError("boom")
+    assert socket.getaddrinfo is original
+    assert socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM) == before
+    assert _aws_environ() == environ_before
+    assert boto3.DEFAULT_SESSION is session_before
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_two_labs_run_at_once_and_each_region_reaches_its_own():
+    original = socket.getaddrinfo
+    with lab.running(region=REGION) as seoul, lab.running(region="us-east-1", thing_name="other") as virginia:
+        assert seoul.port != virginia.port
+        for env, region in ((seoul, REGION), (virginia, "us-east-1")):
+            iot = boto3.client("iot", region_name=region, verify=str(env.trust_view("2021.10.8")))
+            names = {t["thingName"] for t in iot.list_things()["things"]}
+            assert names == {env.thing_name}  # moto state is per lab
+        with lab.running(region=REGION, thing_name="inner") as inner:  # same region: the innermost wins
+            assert socket.getaddrinfo(f"iot.{REGION}.amazonaws.com", 443)[0][4][1] == inner.port
+        assert socket.getaddrinfo(f"iot.{REGION}.amazonaws.com", 443)[0][4][1] == seoul.port
+        assert socket.getaddrinfo("iot.us-east-1.amazonaws.com", 443)[0][4][1] == virginia.port
+    assert socket.getaddrinfo is original
+
+
+def test_a_port_in_use_gives_a_one_line_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(lab.LabError, match=f"127.0.0.1:{port} is already in use") as caught:
+            lab.Lab(REGION, port=port).start()
+        assert "\n" not in str(caught.value)
+        with pytest.raises(lab.LabError, match="in use"), lab.running(port=port):
+            pass
+
+
+def test_start_and_stop_are_idempotent_and_a_stopped_lab_says_so():
+    one = lab.Lab(REGION)
+    assert one.start() is one.start()
+    port = one.port
+    assert one.port == port
+    one.stop()
+    one.stop()
+    for use in (lambda: one.port, lambda: one.route().__enter__()):
+        with pytest.raises(lab.LabError, match="is stopped; call start"):
+            use()
+    with lab.running(region=REGION) as env:
+        env.lab.stop()
+        with pytest.raises(lab.LabError, match="is stopped"), env.botocore_env(certifi="2020.6.20"):
+            pass
+        with pytest.raises(socket.gaierror, match="is stopped"):
+            socket.getaddrinfo(f"data.iot.{REGION}.amazonaws.com", 443)
+        with pytest.raises(botocore.exceptions.EndpointConnectionError):
+            boto3.client(
+                "iot-data", config=botocore.config.Config(retries={"max_attempts": 1})
+            ).get_thing_shadow(thingName=env.thing_name)
+    one.start()  # a stopped lab can start again
+    assert one.is_running
+    one.stop()
+
+
+def test_botocore_retry_table_reads_the_installed_botocore():
+    table = lab.botocore_retries().set_index("retry_mode")
+    assert table.loc["standard", "attempts"] == standard.DEFAULT_MAX_ATTEMPTS
+    assert table["default"].sum() == 1
+    legacy = table.loc["legacy"]
+    assert legacy["worst_sleep_s"] == sum(2 ** (n - 1) for n in range(1, legacy["attempts"]))
+
+
+def test_live_mode_works_against_the_lab_as_it_would_against_aws():
+    with lab.running(region=REGION) as env:
+        with lab.live(REGION, thing_name=env.thing_name) as live_env:
+            assert live_env.endpoints["data_legacy"] == f"data.iot.{REGION}.amazonaws.com"
+            assert live_env.endpoints["account_ats"].endswith(f"-ats.iot.{REGION}.amazonaws.com")
+            assert live_env.bundle("2021.10.8").label == bundles.certifi("2021.10.8").label  # real roots
+            frame = live_env.endpoints_frame()
+            assert "<prefix>-ats" in frame.set_index("endpoint").loc["account_ats", "host"]  # redacted
+        with (
+            pytest.raises(lab.LabError, match="'no-such-thing' not found in ap-northeast-2") as caught,
+            lab.live(REGION, thing_name="no-such-thing"),
+        ):
+            pass
+        assert "\n" not in str(caught.value)
+        with _lab_routing.environ({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}):
+            boto3.DEFAULT_SESSION = None  # running() restores the caller's default session on exit
+            with pytest.raises(lab.LabError, match="no AWS credentials found"), lab.live(REGION):
+                pass
+
+
+@pytest.mark.parametrize("region", ["Seoul", "ap-northeast", ""])
+def test_a_bad_region_is_refused_with_what_to_do(region):
+    with pytest.raises(ValueError, match="is not an AWS region name; use one like 'ap-northeast-2'"):
+        lab.Lab(region)

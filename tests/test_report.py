@@ -1,0 +1,243 @@
+"""Redaction and postmortem export: no secret survives into anything the kit exports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nbformat
+import pandas as pd
+import pytest
+
+from helpers import report, runner
+from helpers.report import Postmortem, redact, redact_markdown, redact_notebook_file
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A secret in context, the text that must not survive, and the placeholder that replaces it."""
+
+    id: str
+    text: str
+    secret: str
+    placeholder: str
+
+
+LEAKS = [
+    Leak("access-key-id", "key id AKIAIOSFODNN7EXAMPLE in a log", "AKIAIOSFODNN7EXAMPLE", "<access-key-id>"),
+    Leak("temporary-key-id", "ASIAY34FZKBOKMUTVV7A,", "ASIAY34FZKBOKMUTVV7A", "<access-key-id>"),
+    Leak(
+        "secret-in-ini",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "<secret>",
+    ),
+    Leak(
+        "secret-in-json",
+        '{"SecretAccessKey": "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"}',
+        "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+        "<secret>",
+    ),
+    Leak(
+        "secret-standalone",
+        "export X=9drTJvcXLB89EXAMPLELB8923FB892xMFI+ab123 done",
+        "9drTJvcXLB89EXAMPLELB8923FB892xMFI+ab123",
+        "<secret>",
+    ),
+    Leak(
+        "session-token",
+        "aws_session_token=IQoJb3JpZ2luX2VjEXAMPLETOKEN0123",
+        "IQoJb3JpZ2luX2VjEXAMPLETOKEN",
+        "<secret>",
+    ),
+    Leak(
+        "account-in-arn",
+        "arn:aws:iot:ap-northeast-2:123456789012:thing/sensor-1",
+        "123456789012",
+        "<account-id>",
+    ),
+    Leak("account-standalone", "Account: 210987654321.", "210987654321", "<account-id>"),
+    Leak("account-dashed", "account 1234-5678-9012 in the console", "1234-5678-9012", "<account-id>"),
+    Leak(
+        "ats-prefix",
+        "https://a1b2c3d4e5f6g7-ats.iot.ap-northeast-2.amazonaws.com/things/x/shadow",
+        "a1b2c3d4e5f6g7",
+        "<prefix>-ats.iot.ap-northeast-2.amazonaws.com",
+    ),
+    Leak(
+        "prefix-without-digits",
+        "abcdefghijklmn-ats.iot.us-east-1.amazonaws.com",
+        "abcdefghijklmn",
+        "<prefix>-ats.iot.us-east-1.amazonaws.com",
+    ),
+    Leak(
+        "legacy-prefix",
+        "host a3k7odshaiipe8.iot.us-east-1.amazonaws.com:8883",
+        "a3k7odshaiipe8",
+        "<prefix>.iot.us-east-1.amazonaws.com",
+    ),
+    Leak(
+        "prefix-in-a-truncated-cell",
+        "https://a1b2c3d4e5f6g7-ats.iot.ap-northe...",
+        "a1b2c3d4e5f6g7",
+        "https://<prefix>-ats.iot.ap-northe...",
+    ),
+    Leak(
+        "credentials-prefix",
+        "c2fx9abcdefg01.credentials.iot.eu-west-1.amazonaws.com",
+        "c2fx9abcdefg01",
+        "<prefix>.credentials.iot.eu-west-1.amazonaws.com",
+    ),
+]
+
+
+@pytest.mark.parametrize("leak", LEAKS, ids=lambda leak: leak.id)
+def test_redact_masks_the_secret(leak):
+    out = redact(leak.text)
+    assert leak.secret not in out
+    assert leak.placeholder in out
+
+
+@pytest.mark.parametrize("leak", LEAKS, ids=lambda leak: leak.id)
+def test_redact_is_idempotent(leak):
+    once = redact(leak.text)
+    assert redact(once) == once
+
+
+KEPT = [
+    "data.iot.ap-northeast-2.amazonaws.com",
+    "data-ats.iot.ap-northeast-2.amazonaws.com",
+    "iot.ap-northeast-2.amazonaws.com",
+    "credentials.iot.us-east-1.amazonaws.com",
+    "data.jobs.iot.us-east-1.amazonaws.com",
+    "data.ats.iot.cn-north-1.amazonaws.com.cn",
+    "sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "sha1 da39a3ee5e6b4b0d3255bfef95601890afd80709",  # 40 hex characters: not a secret's mix
+    "certifi 2020.12.5 released 2020-12-05; epoch 1606780800; 13 digits 1606780800000",
+    "VeriSign Class 3 Public Primary Certification Authority - G5",
+    "elapsed 0.123456789012 s",
+]
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_redact_keeps_what_is_not_secret(text):
+    assert redact(text) == text
+
+
+def test_html_and_markdown_placeholders_stay_visible():
+    host = "a1b2c3d4e5f6g7-ats.iot.ap-northeast-2.amazonaws.com"
+    text = f"host `{host}` and a1b2c3d4e5f6g7.iot.ap-northeast-2.amazonaws.com"
+    assert redact(text, html=True).count("&lt;prefix&gt;") == 2
+    md = redact_markdown(text)
+    assert "`<prefix>-ats.iot" in md  # inside code: literal
+    assert "&lt;prefix&gt;.iot" in md  # outside code: an entity, so no renderer hides it as a tag
+
+
+def _leaky_postmortem() -> Postmortem:
+    """A postmortem with every leak in its title, metadata, prose, code and a table."""
+    pm = Postmortem.skeleton(
+        "Outage in account 123456789012", account="123456789012", key="AKIAIOSFODNN7EXAMPLE"
+    )
+    pm.section("Summary").add("\n".join(f"- {leak.text}" for leak in LEAKS))
+    pm.section("Root cause").add("```\n" + "\n".join(leak.text for leak in LEAKS) + "\n```")
+    frame = pd.DataFrame({"endpoint": [leak.text for leak in LEAKS], "ok": [True] * len(LEAKS)})
+    pm.section("Evidence").add("The endpoints:", frame)
+    return pm
+
+
+def test_postmortem_exports_carry_no_secret(tmp_path):
+    paths = _leaky_postmortem().export(tmp_path, "postmortem")
+    for kind in ("markdown", "html"):
+        text = paths[kind].read_text()
+        for leak in LEAKS:
+            assert leak.secret not in text, (kind, leak.id)
+    html = paths["html"].read_text()
+    assert "&lt;prefix&gt;-ats.iot.ap-northeast-2.amazonaws.com" in html
+    assert "<prefix>" not in html  # a raw <prefix> would be an unknown tag, invisible in a browser
+    md = paths["markdown"].read_text()
+    assert md.startswith("# Outage in account &lt;account-id&gt;")
+    assert "| endpoint | ok |" in md
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["postmortem.html", "postmortem.md"]
+
+
+def test_postmortem_skeleton_has_the_usual_sections():
+    md = Postmortem.skeleton("t").to_markdown()
+    for title in ("Summary", "Impact", "Timeline", "Root cause", "Fix", "Prevention"):
+        assert f"## {title}" in md
+    assert "_To be written._" in md
+
+
+def test_export_writes_nothing_when_rendering_fails(tmp_path, monkeypatch):
+    def broken(self):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(Postmortem, "to_html", broken)
+    with pytest.raises(RuntimeError):
+        _leaky_postmortem().export(tmp_path, "postmortem")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _leaky_notebook() -> nbformat.NotebookNode:
+    """A notebook whose sources and every kind of output hold the leaks."""
+    text = "\n".join(leak.text for leak in LEAKS)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(text),
+        nbformat.v4.new_code_cell(
+            "x = 1",
+            outputs=[
+                nbformat.v4.new_output("stream", name="stdout", text=text),
+                nbformat.v4.new_output(
+                    "execute_result",
+                    data={"text/plain": text, "text/html": f"<pre>{text}</pre>", "image/png": "iVBORw0KGgo="},
+                    execution_count=1,
+                ),
+                nbformat.v4.new_output("error", ename="ValueError", evalue=text, traceback=text.splitlines()),
+            ],
+        ),
+    ]
+    return nb
+
+
+def test_redact_notebook_file_masks_sources_and_outputs(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(_leaky_notebook(), path)
+    assert redact_notebook_file(path) == 2
+    text = path.read_text()
+    for leak in LEAKS:
+        assert leak.secret not in text, leak.id
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[1].outputs[1].data["image/png"] == "iVBORw0KGgo="
+    assert "&lt;prefix&gt;" in nb.cells[1].outputs[1].data["text/html"]
+
+
+def test_runner_redacts_executed_notebooks_and_their_html(tmp_path):
+    lines = "\n".join(leak.text for leak in LEAKS)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("parameters_ok = True", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            f"import pandas as pd\nprint({lines!r})\npd.DataFrame({{'x': {lines!r}.splitlines()}})"
+        ),
+    ]
+    source = tmp_path / "src" / "99-leaky.ipynb"
+    source.parent.mkdir()
+    nbformat.write(nb, source)
+    run = runner.execute(source, tmp_path / "out", html=True)
+    assert run.ok, run.error
+    for path in (run.output_ipynb, run.output_html):
+        text = path.read_text()
+        for leak in LEAKS:
+            assert leak.secret not in text, (path.name, leak.id)
+    assert "&lt;account-id&gt;" in run.output_html.read_text()
+
+
+def test_redact_frame_masks_cells_columns_and_index():
+    frame = pd.DataFrame(
+        {"AKIAIOSFODNN7EXAMPLE": ["arn:aws:iam::123456789012:role/x"]}, index=["210987654321"]
+    )
+    out = report.redact_frame(frame)
+    assert list(out.columns) == ["<access-key-id>"]
+    assert out.iloc[0, 0] == "arn:aws:iam::<account-id>:role/x"
+    assert list(out.index) == ["<account-id>"]
+    assert frame.iloc[0, 0].endswith("123456789012:role/x")  # the original is untouched
