@@ -132,7 +132,7 @@ def main() -> int:
     print(
         "\nnbformat imports jsonschema, which imports rfc3987_syntax when it is installed (jupyter-events"
         "\nbrings it) and compiles a grammar at import; nbformat never checks IRI formats, so a process"
-        "\nthat only runs/exports notebooks can set sys.modules['rfc3987_syntax'] = None before importing it."
+        "\nthat only runs/exports notebooks could set sys.modules['rfc3987_syntax'] = None first."
     )
     if failures:
         print("\nFAILED runs:", *sorted(set(failures)), sep="\n  ")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import binascii
 import csv
 import hashlib
 import io
@@ -412,19 +411,10 @@ def _choose_cacert(names: list[str]) -> str | None:
 def split_blocks(pem: bytes) -> list[tuple[str, bytes | None, bytes]]:
     """Every CERTIFICATE block as (fingerprint, DER or None if not base64, raw body), in file order.
 
-    Fingerprints are computed as :func:`helpers._x509.parse_pem` computes them for problems, so a
-    block that cannot be loaded keeps the same identity.
+    Identities come from :func:`helpers._x509.pem_blocks`, as in ``parse_pem``, so a block that
+    cannot be loaded keeps the same fingerprint in data/certifi and in a Bundle's ``problems``.
     """
-    blocks = []
-    for match in _x509._PEM_BLOCK.finditer(pem):
-        body = match.group(1)
-        try:
-            der = base64.b64decode(b"".join(body.split()), validate=True)
-        except (binascii.Error, ValueError):
-            blocks.append((hashlib.sha256(body).hexdigest(), None, body))
-            continue
-        blocks.append((_x509.der_fingerprint(der), der, body))
-    return blocks
+    return [(fp, der, body) for fp, der, body, _ in _x509.pem_blocks(pem)]
 
 
 def block_pem(der: bytes | None, body: bytes) -> bytes:

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -47,6 +48,23 @@ def der_fingerprint(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def pem_blocks(data: bytes) -> Iterator[tuple[str, bytes | None, bytes, str | None]]:
+    """Every CERTIFICATE block of ``data`` in order: (fingerprint, DER, raw body, base64 error).
+
+    A block that is not base64 has DER None, the error text, and the SHA-256 of its raw body as its
+    fingerprint; every other block is identified by the SHA-256 of its DER. This is the one place
+    that decides a block's identity, for bundles and for data/certifi alike.
+    """
+    for match in _PEM_BLOCK.finditer(data):
+        body = match.group(1)
+        try:
+            der = base64.b64decode(b"".join(body.split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            yield hashlib.sha256(body).hexdigest(), None, body, str(exc)
+            continue
+        yield der_fingerprint(der), der, body, None
+
+
 def parse_pem(data: bytes | str) -> ParsedPEM:
     """Load every CERTIFICATE block of ``data``; a block that cannot be loaded becomes a Problem."""
     if isinstance(data, str):
@@ -54,12 +72,9 @@ def parse_pem(data: bytes | str) -> ParsedPEM:
     certificates: list[x509.Certificate] = []
     loaded_with_warning: dict[str, str] = {}
     problems: list[Problem] = []
-    for position, match in enumerate(_PEM_BLOCK.finditer(data)):
-        body = match.group(1)
-        try:
-            der = base64.b64decode(b"".join(body.split()), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            problems.append(Problem(position, hashlib.sha256(body).hexdigest(), f"not base64: {exc}"))
+    for position, (block_fingerprint, der, _, base64_error) in enumerate(pem_blocks(data)):
+        if der is None:
+            problems.append(Problem(position, block_fingerprint, f"not base64: {base64_error}"))
             continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -68,7 +83,7 @@ def parse_pem(data: bytes | str) -> ParsedPEM:
                 cert.serial_number  # noqa: B018 - some problems surface only on access
                 cert.subject, cert.issuer  # noqa: B018 - so are warnings about malformed names
             except Exception as exc:  # cryptography raises ValueError and friends for bad DER
-                problems.append(Problem(position, der_fingerprint(der), f"unparseable: {exc}"))
+                problems.append(Problem(position, block_fingerprint, f"unparseable: {exc}"))
                 continue
         certificates.append(cert)
         if caught:

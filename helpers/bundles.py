@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bisect
 import functools
+import hashlib
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -100,11 +100,18 @@ class Bundle:
         return atomic_write_bytes(path, self.pem())
 
     def path(self) -> Path:
-        """A PEM file of this bundle that boto3's ``verify=`` accepts (written once, then reused)."""
+        """A PEM file of this bundle that boto3's ``verify=`` accepts (written once, then reused).
+
+        The file is named by the SHA-256 of its content, so every process and every Bundle with the
+        same roots shares one file instead of leaving a new one in the temp folder each run.
+        """
         cached = self.__dict__.get("_pem_path")
         if cached is None or not cached.exists():
+            pem = self.pem()
             safe = "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in self.label)
-            cached = self.write_pem(Path(_cache_dir()) / f"{safe}-{len(self)}-{id(self):x}.pem")
+            cached = Path(_cache_dir()) / f"{safe}-{len(self)}-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
+            if not (cached.is_file() and cached.read_bytes() == pem):
+                atomic_write_bytes(cached, pem)
             self.__dict__["_pem_path"] = cached
         return cached
 
@@ -216,6 +223,7 @@ class _CertifiData:
     """data/certifi loaded once: release rows, membership, and each distinct root parsed once."""
 
     releases: pd.DataFrame
+    status: dict[str, str]  # version -> 'ok' or why it has no roots, oldest first
     members: dict[str, list[str]]  # version -> block fingerprints in file order
     certificates: dict[str, x509.Certificate]  # fingerprint -> certificate (usable roots)
     warnings: dict[str, str]  # fingerprint -> parser warning
@@ -225,7 +233,10 @@ class _CertifiData:
 
 @functools.cache
 def _certifi_data_loaded() -> _CertifiData:
-    """Read data/certifi (cached; ``_certifi_data_loaded.cache_clear()`` re-reads it)."""
+    """Read data/certifi (cached; ``_certifi_data_loaded.cache_clear()`` re-reads it on the next call,
+    and that re-read drops the release bundles and history built from the old data)."""
+    _certifi_bundle.cache_clear()
+    _history.cache_clear()
     folder = data_file("certifi")
     parsed = _x509.parse_pem(data_file("certifi", _certifi_data.ROOTS_FILE).read_bytes())
     certificates = {_x509.fingerprint(c): c for c in parsed.certificates}
@@ -259,6 +270,7 @@ def _certifi_data_loaded() -> _CertifiData:
     releases = releases[front + [c for c in releases.columns if c not in front]]
     return _CertifiData(
         releases=releases,
+        status=dict(zip(releases["version"], releases["status"], strict=True)),
         members=_certifi_data.read_membership(folder),
         certificates=certificates,
         warnings=parsed.warnings,
@@ -290,25 +302,36 @@ def certifi(version: str) -> Bundle:
 
     '2020.06.20' is accepted for '2020.6.20'. Blocks that cannot be loaded are in ``problems`` at
     their position in the original file. Unknown version -> ValueError naming the nearest releases.
+
+    The Bundle is shared: every call for one release (in any spelling) returns the same object, so
+    what is built from it once (its PEM file, chains' trust stores) is reused. Treat it as read-only;
+    build a new ``Bundle`` from a copy of ``certificates`` to change it.
     """
     data = _certifi_data_loaded()
     wanted = _certifi_data.normalize_version(str(version)) if str(version).strip() else ""
-    rows = data.releases[data.releases["version"] == wanted]
-    usable = data.releases.loc[data.releases["status"] == "ok", "version"].tolist()
-    if rows.empty:
+    status = data.status.get(wanted)
+    if status == "ok":
+        return _certifi_bundle(wanted)
+    usable = [v for v, s in data.status.items() if s == "ok"]
+    if status is None:
         nearest = ", ".join(_nearest(wanted, usable)) if wanted else f"{usable[0]} ... {usable[-1]}"
         raise ValueError(
             f"certifi {version!r} is not a release in data/certifi; nearest releases: {nearest} "
             "(certifi_releases() lists all; run `python -m helpers refresh-certifi` for newer ones)"
         )
-    meta = rows.iloc[0]
-    if meta["status"] != "ok":
-        raise ValueError(
-            f"certifi {meta['version']} has no roots to load ({meta['status']}); "
-            f"nearest releases with roots: {', '.join(_nearest(wanted, usable))}"
-        )
+    raise ValueError(
+        f"certifi {wanted} has no roots to load ({status}); "
+        f"nearest releases with roots: {', '.join(_nearest(wanted, usable))}"
+    )
+
+
+@functools.cache
+def _certifi_bundle(version: str) -> Bundle:
+    """The shared Bundle of one release with roots (normalized version), built once per loaded data."""
+    data = _certifi_data_loaded()
+    meta = data.releases[data.releases["version"] == version].iloc[0]
     certificates, problems = [], []
-    members = data.members.get(meta["version"], [])
+    members = data.members.get(version, [])
     for position, fp in enumerate(members):
         if fp in data.certificates:
             certificates.append(data.certificates[fp])
@@ -316,7 +339,7 @@ def certifi(version: str) -> Bundle:
             problems.append(Problem(position, fp, data.problems.get(fp, "missing from roots.pem")))
     return Bundle(
         name="certifi",
-        version=meta["version"],
+        version=version,
         source=f"data/certifi ({meta['filename']}, cacert.pem sha256 {meta['cacert_sha256'][:16]}...)",
         certificates=certificates,
         problems=problems,
@@ -359,8 +382,9 @@ def _matching(name_or_fingerprint: str) -> pd.DataFrame:
     if not needle:
         raise ValueError("give a root's name (e.g. 'Amazon Root CA 1') or SHA-256 fingerprint, not ''")
     names = roots["name"].fillna("").str.lower()
+    by_fingerprint = roots["fingerprint_sha256"].str.startswith(needle) & (len(needle) >= 8)  # 8+ hex digits
     for mask in (
-        roots["fingerprint_sha256"].str.startswith(needle) if len(needle) >= 8 else names.eq("~"),
+        by_fingerprint,
         names.eq(needle),
         names.str.contains(needle, regex=False),
     ):
@@ -467,12 +491,10 @@ def style_changes(styler):
 
 def style_presence(styler):
     """Colour a presence table (True/False cells): present green, absent red."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return styler.map(
-            lambda v: (
-                "background-color: #d1e7dd"
-                if v is True or v == "yes"
-                else ("background-color: #f8d7da" if v is False or v == "no" else "")
-            )
-        )
+
+    def colour(value) -> str:
+        if value is True or value == "yes":
+            return "background-color: #d1e7dd"
+        return "background-color: #f8d7da" if value is False or value == "no" else ""
+
+    return styler.map(colour)

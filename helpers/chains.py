@@ -272,17 +272,30 @@ def fetch_chain(
         ) from None
     except OSError as exc:
         raise ChainError(f"{where}: cannot connect ({exc.strerror or exc})") from None
-    if not ders:
-        raise ChainError(f"{where}: the server presented no certificate")
-    certificates = [x509.load_der_x509_certificate(der) for der in ders]
     return Chain(
-        certificates,
+        _certificates_from_der(ders, where),
         host=host,
         port=port,
         server_name=server_name,
         captured_at=dt.datetime.now(dt.UTC),
         **chain_meta,
     )
+
+
+def _certificates_from_der(ders: list[bytes], where: str) -> list[x509.Certificate]:
+    """The presented certificates, parsed; a one-line ChainError naming the one that cannot be."""
+    if not ders:
+        raise ChainError(f"{where}: the server presented no certificate")
+    certificates = []
+    for position, der in enumerate(ders, start=1):
+        try:
+            certificates.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            raise ChainError(
+                f"{where}: certificate {position} of {len(ders)} the server sent cannot be parsed "
+                f"({' '.join(str(exc).split())}; sha256 {_x509.der_fingerprint(der)})"
+            ) from None
+    return certificates
 
 
 # --- verification ----------------------------------------------------------------------------------
@@ -597,17 +610,14 @@ def across_bundles(
     return frame.assign(changed=frame["reason"].ne(frame["reason"].shift()) & (frame.index > 0))
 
 
-@functools.cache
-def _certifi_release(version: str) -> Bundle:
-    """certifi ``version``'s bundle, loaded once per process so that its store is built once."""
-    return _bundles.certifi(version)
-
-
 def across_certifi(chain: Chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
-    """One row per certifi release (oldest first) with the verdict; :func:`transitions` picks the changes."""
+    """One row per certifi release (oldest first) with the verdict; :func:`transitions` picks the changes.
+
+    ``bundles.certifi(v)`` hands out one shared Bundle per release, so each release's store is built once.
+    """
     releases = _bundles.certifi_releases()
-    releases_bundles = (_certifi_release(v) for v in releases["version"])
-    frame = across_bundles(chain, releases_bundles, hostname=hostname, at=at)
+    release_bundles = (_bundles.certifi(v) for v in releases["version"])
+    frame = across_bundles(chain, release_bundles, hostname=hostname, at=at)
     return frame.assign(released=releases["released"].to_numpy())[
         ["version", "released", *VERDICT_COLUMNS, "changed"]
     ]

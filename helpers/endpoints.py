@@ -12,11 +12,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from helpers import bundles
+from helpers._lab_routing import environ as _environ
 from helpers._paths import data_file
+
+if TYPE_CHECKING:  # imported where used: the child Python of ca_bundle_without_certifi needs neither
+    import pandas as pd
+
+    from helpers import bundles
 
 __all__ = [
     "ENDPOINT_TYPES",
@@ -163,6 +167,7 @@ def describe(session=None, *, region: str | None = None, redact: bool = False) -
     A type the account cannot describe gets its error in ``error`` (the row is kept, not dropped).
     ``redact=True`` replaces account-specific prefixes with ``<prefix>`` (for reports).
     """
+    import pandas as pd
     from botocore.exceptions import BotoCoreError, ClientError
 
     boto_session = _session(session)
@@ -178,9 +183,10 @@ def describe(session=None, *, region: str | None = None, redact: bool = False) -
     frame = pd.DataFrame(rows, columns=["endpoint_type", "address", "error"])
     return (
         frame.assign(
-            host_class=frame["address"].map(lambda a: classify(a) if a else None),
+            # a failed type has no address (NaN in pandas' string column): keep the row, classify nothing
+            host_class=frame["address"].map(lambda a: classify(a) if isinstance(a, str) else None),
             region=region,
-            address=frame["address"].map(lambda a: redact_host(a) if a and redact else a),
+            address=frame["address"].map(lambda a: redact_host(a) if isinstance(a, str) and redact else a),
         )
         .loc[:, ["endpoint_type", "address", "host_class", "region", "error"]]
         .reset_index(drop=True)
@@ -241,6 +247,8 @@ def scenario(
     'account-ats' = the account's iot:Data-ATS address); both are restored afterwards.
     ``max_attempts`` sets AWS_MAX_ATTEMPTS (1 shows a TLS failure at once, without retries).
     """
+    from helpers import bundles
+
     if env is not None:
         with env.botocore_env(
             certifi=certifi, iot_data_endpoint=iot_data_endpoint, max_attempts=max_attempts
@@ -266,16 +274,8 @@ def scenario(
                 f"iot_data_endpoint={iot_data_endpoint!r}: use default, legacy, ats or account-ats"
             )
         values["AWS_ENDPOINT_URL_IOT_DATA_PLANE"] = f"https://{host}"
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
+    with _environ(values):
         yield values
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # --- which CA bundle botocore loads -------------------------------------------------------------
@@ -336,11 +336,13 @@ def _default_bundle_rule() -> tuple[str, str, str]:
 
 def _load(rule: str, path: str) -> tuple[bundles.Bundle | None, str]:
     """The Bundle at ``path`` (named after the rule), or None and why it cannot be loaded."""
-    try:
-        if rule == "certifi":
-            import certifi
+    from helpers import bundles
 
-            return bundles.from_pem(path, name="certifi", version=certifi.__version__), ""
+    try:
+        if rule == "certifi":  # the distribution's version, '2026.10.19.post1', as bundles.certifi() names it
+            import importlib.metadata
+
+            return bundles.from_pem(path, name="certifi", version=importlib.metadata.version("certifi")), ""
         if rule == "botocore-vendored":
             import botocore
 
@@ -359,6 +361,15 @@ def effective_ca_bundle(client=None, *, session=None) -> CABundleChoice:
     what a new client of ``session`` would load; with one, the path is that client's own (pass the
     session it came from so the rule is attributed correctly).
     """
+    path, rule, why, verify = _resolve(client, session)
+    if path is None:
+        return CABundleChoice(None, rule, None, why, verify)
+    bundle, trouble = _load(rule, path)
+    return CABundleChoice(path, rule, bundle, why + trouble, verify)
+
+
+def _resolve(client, session) -> tuple[str | None, str, str, bool | str]:
+    """(path, rule, explanation, botocore's verify value) for :func:`effective_ca_bundle`, unloaded."""
     core = _session(session)._session
     rules = _session_rules(core)
     if client is not None:
@@ -369,9 +380,7 @@ def effective_ca_bundle(client=None, *, session=None) -> CABundleChoice:
     else:
         verify = next((value for _, value, _ in rules if value is not None), True)
     if verify is False:
-        return CABundleChoice(
-            None, "verification-off", None, "verify=False: certificates are NOT checked", verify
-        )
+        return None, "verification-off", "verify=False: certificates are NOT checked", verify
     if isinstance(verify, str) and not verify.strip():
         raise ValueError(
             "the configured CA bundle is an empty string; botocore rejects it (InvalidConfigError)"
@@ -390,21 +399,20 @@ def effective_ca_bundle(client=None, *, session=None) -> CABundleChoice:
                 "verify-argument",
                 "the client was created with verify=<path>, which overrides the rest",
             )
-    bundle, trouble = _load(rule, path)
-    return CABundleChoice(path, rule, bundle, why + trouble, verify)
+    return path, rule, why, verify
 
 
 _WITHOUT_CERTIFI = """
 import json, sys
 sys.modules["certifi"] = None  # `import certifi` raises ImportError, as if certifi were uninstalled
-from helpers import endpoints
+from helpers import endpoints  # light: pandas and the bundle loader stay in the parent
 from botocore.httpsession import get_cert_path
 session = endpoints._session(None)
-choice = endpoints.effective_ca_bundle(session=session)
+path, rule, explanation, verify = endpoints._resolve(None, session)
 client = session.client("iot-data", region_name="ap-northeast-2")
 used = get_cert_path(client._endpoint.http_session._verify)
-print(json.dumps({"path": choice.path, "rule": choice.rule, "explanation": choice.explanation,
-                  "verify": choice.verify, "client_path": used}))
+print(json.dumps({"path": path, "rule": rule, "explanation": explanation, "verify": verify,
+                  "client_path": used}))
 """
 
 
@@ -439,6 +447,8 @@ def ca_bundle_without_certifi(*, environ: dict[str, str] | None = None) -> CABun
 
 def choices_frame(choices: dict[str, CABundleChoice]) -> pd.DataFrame:
     """One row per named set-up: rule, path, roots, whether the bundle carries VeriSign G5, and why."""
+    import pandas as pd
+
     rows = [
         {
             "setup": setup,
@@ -469,6 +479,8 @@ def _version_key(version: str) -> tuple[int, ...]:
 @cache
 def _history() -> pd.DataFrame:
     """The probed table from data/botocore (one row per release x region)."""
+    import pandas as pd
+
     with data_file(*_HISTORY_CSV).open(newline="") as handle:
         frame = pd.DataFrame(list(csv.DictReader(handle)))
     return frame.assign(

@@ -354,17 +354,21 @@ class Lab:
         }
         return values
 
-    def prepare(self, thing_name: str = DEFAULT_THING) -> LabEnv:
-        """Create ``thing_name`` and look up the account endpoints through the lab (routing must be on)."""
+    def prepare(self, thing_name: str = DEFAULT_THING, *, session=None) -> LabEnv:
+        """Create ``thing_name`` and look up the account endpoints through the lab (routing must be on).
+
+        ``session``: the boto3 Session to make the calls with (default: a new one with the fake keys).
+        """
         import boto3
         from botocore.config import Config
 
         self._require_running()
-        session = boto3.session.Session(
-            aws_access_key_id=FAKE_ACCESS_KEY_ID,
-            aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
-            region_name=self.region,
-        )
+        if session is None:
+            session = boto3.session.Session(
+                aws_access_key_id=FAKE_ACCESS_KEY_ID,
+                aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
+                region_name=self.region,
+            )
         iot = session.client("iot", verify=str(twin_roots_path()), config=Config(retries={"max_attempts": 1}))
         iot.create_thing(thingName=thing_name)
         return LabEnv(
@@ -628,7 +632,10 @@ def running(
         with lab.route(), _lab_routing.environ(lab.aws_environ(certifi)):
             boto3.DEFAULT_SESSION = None
             try:
-                yield lab.prepare(thing_name)
+                # a fresh default session, made here from the lab's environment (fake keys, region) and
+                # used for the setup calls too, so the caller's first clients reuse its loaded models
+                boto3.setup_default_session()
+                yield lab.prepare(thing_name, session=boto3.DEFAULT_SESSION)
             finally:
                 boto3.DEFAULT_SESSION = saved_session
     finally:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -272,7 +273,7 @@ def vendored_cacert(wheel_dir: Path) -> dict:
         if path.exists():
             data = path.read_bytes()
             parsed = _x509.parse_pem(data)
-            g5 = [c for c in parsed.certificates if _x509.name_attr(c.subject, _CN) == G5_CN]
+            g5 = [c for c in parsed.certificates if _x509.name_attr(c.subject, NameOID.COMMON_NAME) == G5_CN]
             return {
                 "cacert_path": relative,
                 "cacert_sha256": hashlib.sha256(data).hexdigest(),
@@ -282,11 +283,6 @@ def vendored_cacert(wheel_dir: Path) -> dict:
             }
     return {"cacert_path": "", "cacert_sha256": "", "cacert_roots": 0, "has_verisign_g5": False,
             "verisign_g5_sha256": ""}  # fmt: skip
-
-
-from cryptography.x509.oid import NameOID  # noqa: E402
-
-_CN = NameOID.COMMON_NAME
 
 
 def is_ats(record: dict) -> bool | None:

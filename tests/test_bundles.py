@@ -87,7 +87,48 @@ def test_unknown_version_names_the_nearest_releases():
     message = str(err.value)
     assert "\n" not in message
     assert "'2020.7.1' is not a release" in message
-    assert "2020.6.20, 2020.11.8" in message
+    versions = RELEASES["version"].tolist()
+    after = next(v for v in versions if _certifi_data.version_key(v) > _certifi_data.version_key("2020.7.1"))
+    before = versions[versions.index(after) - 1]
+    assert f"{before}, {after}" in message  # the releases either side of the unknown one
+
+
+def test_empty_version_and_a_release_without_a_file_give_one_line():
+    with pytest.raises(ValueError) as err:
+        bundles.certifi("  ")
+    first, last = RELEASES["version"].iloc[0], RELEASES["version"].iloc[-1]
+    assert f"{first} ... {last}" in str(err.value) and "\n" not in str(err.value)
+    every = bundles.certifi_releases(with_unusable=True)
+    no_roots = every[every["status"] != "ok"]
+    assert not no_roots.empty  # the index lists version '0' with no file
+    version, status = no_roots[["version", "status"]].iloc[0]
+    with pytest.raises(ValueError, match=f"certifi {re.escape(version)} has no roots to load") as err:
+        bundles.certifi(version)
+    assert status in str(err.value) and "\n" not in str(err.value)
+
+
+def test_first_release_has_no_changes_to_show():
+    with pytest.raises(ValueError, match="is the first release") as err:
+        bundles.release_changes(RELEASES["version"].iloc[0])
+    assert "\n" not in str(err.value)
+
+
+def test_certifi_hands_out_one_shared_bundle_per_release_until_the_data_is_reread():
+    bundle = bundles.certifi("2020.6.20")
+    assert bundles.certifi("2020.06.20") is bundle  # any spelling, same object
+    assert bundles.certifi("2021.10.8") is not bundle
+    bundles._certifi_data_loaded.cache_clear()  # data re-read: nothing built from the old data is reused
+    fresh = bundles.certifi("2020.6.20")
+    assert fresh is not bundle and fresh.fingerprints == bundle.fingerprints
+
+
+def test_bundle_pem_file_is_named_by_content_and_shared(tmp_path):
+    roots = [pki.CA(f"Path Root {i}", key_type="ec").cert_pem for i in range(2)]
+    one, same = (bundles.from_pem(roots[0], name="p") for _ in range(2))
+    other = bundles.from_pem(roots[1], name="p")
+    assert one.path() == same.path() != other.path()  # same roots -> one file, not one per object
+    assert one.path().read_bytes() == one.pem() and other.path().read_bytes() == other.pem()
+    assert hashlib.sha256(one.pem()).hexdigest()[:16] in one.path().name
 
 
 def test_garbage_pem_gives_one_line_and_unusable_blocks_become_problems():
@@ -199,14 +240,32 @@ def test_presence_by_fingerprint_prefix_matches_name():
 
 def test_timeline_marks_the_release_that_removed_the_root():
     ax = bundles.timeline_plot()
-    removal_date = RELEASES.set_index("version").loc["2020.12.5", "released"]
+    removal = bundles.removed_in(G5)
+    removal_date = RELEASES.set_index("version").loc[removal, "released"]
     vlines = [line for line in ax.get_lines() if len(set(line.get_xdata())) == 1]
     assert len(vlines) == 1
     x = vlines[0].get_xdata()[0]
     marked = matplotlib.dates.num2date(x) if isinstance(x, float) else pd.Timestamp(x)
     assert marked.date() == removal_date.date()
-    assert any("2020.12.5" in t.get_text() for t in ax.texts)
+    assert any(removal in t.get_text() for t in ax.texts)
     matplotlib.pyplot.close(ax.figure)
+
+
+def test_style_presence_colours_present_green_and_absent_red():
+    removal = bundles.removed_in(G5)
+    versions = RELEASES["version"].tolist()
+    before = versions[versions.index(removal) - 1]
+    presence = bundles.root_presence(G5)
+    table = presence[presence["version"].astype(str).isin([before, removal])].pivot_table(
+        index="name", columns="version", values="present", aggfunc="any", observed=True
+    )
+    css = table.style.pipe(bundles.style_presence).to_html().split("</style>")[0]
+    for colour, present in [("#d1e7dd", True), ("#f8d7da", False)]:
+        rules = re.findall(r"([^{}]+)\{\s*background-color: " + colour + r";\s*\}", css)
+        cells = {tuple(map(int, m)) for rule in rules for m in re.findall(r"row(\d+)_col(\d+)", rule)}
+        expected = {(r, c) for r in range(table.shape[0]) for c in range(table.shape[1])}
+        assert cells == {(r, c) for r, c in expected if bool(table.iat[r, c]) is present}, present
+    assert table[before].all() and not table[removal].any()
 
 
 def test_style_changes_colours_removed_rows_only():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -431,6 +431,20 @@ def test_capture_errors_are_one_line_and_name_host_port(kind: str, words: str) -
     assert isinstance(caught.value, OSError)
 
 
+def test_a_presented_certificate_that_cannot_be_parsed_is_named_in_one_line(world: World) -> None:
+    # An OpenSSL server will not send a certificate it cannot load, so the parser is fed directly
+    # what a broken peer could send: a good certificate, then a DER INTEGER.
+    der = world.leaves["good"].cert.public_bytes(serialization.Encoding.DER)
+    assert chains._certificates_from_der([der], "h:1") == [world.leaves["good"].cert]
+    with pytest.raises(ChainError) as caught:
+        chains._certificates_from_der([der, b"\x02\x01\x01"], "h:1")
+    message = str(caught.value)
+    assert message.startswith("h:1: certificate 2 of 2 the server sent cannot be parsed")
+    assert "\n" not in message
+    with pytest.raises(ChainError, match="^h:1: the server presented no certificate$"):
+        chains._certificates_from_der([], "h:1")
+
+
 # --- evidence: save and load -----------------------------------------------------------------------
 
 
@@ -576,6 +590,15 @@ def test_across_certifi_has_one_row_per_release_and_spots_the_real_g5(world: Wor
     holds_real_g5 = presence.reindex(versions).tolist()
     assert any(holds_real_g5) and not all(holds_real_g5)
     assert frame["message"].str.contains("different key").tolist() == holds_real_g5
+
+
+def test_across_certifi_builds_each_release_store_once(world: World) -> None:
+    legacy = chains.Chain([world.leaves["aws"].cert, world.g4_lookalike.cert], host=AWS_HOST, port=443)
+    versions = bundles.certifi_releases()["version"].tolist()
+    chains.across_certifi(legacy, hostname=AWS_HOST, at=AT)
+    stores = [chains._TRUST[bundles.certifi(v)] for v in versions]  # keyed by the shared release Bundle
+    chains.across_certifi(legacy, hostname=AWS_HOST, at=AT)
+    assert all(chains._TRUST[bundles.certifi(v)] is store for v, store in zip(versions, stores, strict=True))
 
 
 def test_lab_views_of_every_release_break_where_g5_left_and_ssl_agrees(world: World, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import boto3
 import botocore
 import botocore.session
 import certifi
+import pandas as pd
 import pytest
 from botocore.exceptions import SSLError
 from botocore.httpsession import get_cert_path
@@ -389,6 +390,15 @@ def test_describe_lists_every_endpoint_type_with_its_class(lab_env):
     assert frame["error"].isna().all() and (frame["region"] == "ap-northeast-2").all()
     redacted = endpoints.describe(redact=True)
     assert redacted["address"].str.startswith("<prefix>").all()
+
+
+def test_describe_keeps_a_type_the_account_cannot_describe_with_its_error(lab_env, monkeypatch):
+    monkeypatch.setattr(endpoints, "ENDPOINT_TYPES", ("iot:Data-ATS", "iot:No-Such-Type"))
+    frame = endpoints.describe(redact=True).set_index("endpoint_type")
+    assert frame.loc["iot:Data-ATS", "host_class"] == "ats" and pd.isna(frame.loc["iot:Data-ATS", "error"])
+    failed = frame.loc["iot:No-Such-Type"]
+    assert pd.isna(failed["address"]) and pd.isna(failed["host_class"])
+    assert "DescribeEndpoint" in failed["error"] and "iot:No-Such-Type" in failed["error"]  # AWS's own words
 
 
 def test_ats_data_client_fixes_the_incident_under_certifi_2021_10_8(lab_env):

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 
 import boto3
@@ -151,6 +152,21 @@ class TestIncident:
                     seen[endpoint] = False
         assert seen == expected
 
+    @pytest.mark.parametrize(
+        ("kwargs", "message"),
+        [
+            ({"iot_data_endpoint": "nearest"}, "iot_data_endpoint='nearest': use one of default, legacy"),
+            ({"retry_mode": "fast"}, "retry_mode='fast': use 'legacy', 'standard' or 'adaptive'"),
+            ({"certifi": "2020.13.1"}, "is not a release in data/certifi; nearest releases"),
+        ],
+        ids=["endpoint", "retry-mode", "certifi"],
+    )
+    def test_bad_botocore_env_arguments_say_what_to_use_and_change_nothing(self, env, kwargs, message):
+        environ_before = dict(os.environ)
+        with pytest.raises(ValueError, match=message), env.botocore_env(**kwargs):
+            pass
+        assert dict(os.environ) == environ_before
+
     def test_served_chains_are_chosen_by_name(self, env):
         issuers = {
             name: chains.fetch_chain(host).certificates[0].issuer for name, host in env.endpoints.items()
@@ -278,7 +294,9 @@ def test_routing_and_environment_are_restored_after_exit():
     original = socket.getaddrinfo
     before = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
     environ_before, session_before = _aws_environ(), boto3.DEFAULT_SESSION
+    threads_before = set(threading.enumerate())
     with pytest.raises(RuntimeError, match="boom"), lab.running(region=REGION) as env:
+        assert env.lab._thread in set(threading.enumerate()) - threads_before  # the server's own thread
         assert socket.getaddrinfo is not original
         port = env.port
         assert socket.getaddrinfo(f"data.iot.{REGION}.amazonaws.com", 443)[0][4] == ("127.0.0.1", port)
@@ -293,6 +311,7 @@ def test_routing_and_environment_are_restored_after_exit():
     assert socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM) == before
     assert _aws_environ() == environ_before
     assert boto3.DEFAULT_SESSION is session_before
+    assert set(threading.enumerate()) - threads_before == set()  # no server or handler thread left
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
 
@@ -381,3 +400,9 @@ def test_live_mode_works_against_the_lab_as_it_would_against_aws():
 def test_a_bad_region_is_refused_with_what_to_do(region):
     with pytest.raises(ValueError, match="is not an AWS region name; use one like 'ap-northeast-2'"):
         lab.Lab(region)
+
+
+@pytest.mark.parametrize("port", [-1, 65536, "8443"])
+def test_a_bad_port_is_refused_with_what_to_do(port):
+    with pytest.raises(ValueError, match=r"use 0 \(a free port\) or a TCP port number"):
+        lab.Lab(REGION, port=port)
