@@ -16,16 +16,45 @@ class UsageError(Exception):
     """Bad usage or input: exit code 2, one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (exit 2), like every other atskit error."""
+
+    def error(self, message: str):
+        """Print ``atskit: error: ...`` naming the subcommand's --help, and exit 2."""
+        _fail(f"{message} (see '{self.prog} --help')")
+        raise SystemExit(2)
+
+
 def _run_notebooks(args: argparse.Namespace) -> int:
-    """Execute every notebook in lab mode into ``--out``."""
+    """Execute every notebook in lab mode into ``--out`` (exit 1 if any fails)."""
+    import time
+
     from helpers import runner
 
-    runs = runner.run_all(args.out)
-    if not runs:
+    if not runner.notebook_paths():
         raise UsageError("no numbered notebooks found in notebooks/")
+    started = time.perf_counter()
+    runs = runner.run_all(args.out, quiet=args.json)
+    wall = time.perf_counter() - started
     failed = [r for r in runs if not r.ok]
-    total = sum(r.seconds for r in runs)
-    print(f"{len(runs) - len(failed)}/{len(runs)} notebooks ok in {total:.1f} s; reports in {args.out}/")
+    summary = f"{len(runs) - len(failed)}/{len(runs)} notebooks ok in {wall:.1f} s; reports in {args.out}/"
+    data = {
+        "ok": not failed,
+        "seconds": round(wall, 2),
+        "out": str(args.out),
+        "notebooks": [
+            {
+                "notebook": r.notebook,
+                "ok": r.ok,
+                "seconds": round(r.seconds, 2),
+                "error": r.error,
+                "ipynb": str(r.output_ipynb),
+                "html": str(r.output_html) if r.output_html else None,
+            }
+            for r in runs
+        ],
+    }
+    _emit(args, data, summary)
     return 1 if failed else 0
 
 
@@ -96,6 +125,8 @@ def load_bundle(spec: str):
             return bundles.botocore_vendored()
         if text == "system":
             return bundles.system()
+        if Path(text).is_dir():
+            raise UsageError(f"--bundle {spec}: is a directory; pass the path of a PEM file")
         if Path(text).is_file():
             return bundles.from_pem(text)
     except (ValueError, OSError) as exc:
@@ -107,13 +138,18 @@ def load_bundle(spec: str):
 
 def read_endpoints_file(path: str) -> list[str]:
     """Endpoints from a file: one HOST[:PORT] a line; blank lines and '#' comments ignored."""
+    if Path(path).is_dir():
+        raise UsageError(f"--endpoints-file {path}: is a directory; pass a file with one HOST[:PORT] a line")
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise UsageError(f"--endpoints-file {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--endpoints-file {path}: cannot read it ({exc.__class__.__name__})") from None
-    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    hosts = [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    if not hosts:
+        raise UsageError(f"--endpoints-file {path}: no endpoints in it; write one HOST[:PORT] a line")
+    return hosts
 
 
 LAB_DEFAULT_ENDPOINTS = ("data_legacy", "data_ats", "account_ats")
@@ -130,6 +166,8 @@ def gather_chains(args: argparse.Namespace, lab_env=None) -> dict:
     ]
     collected = {}
     for path in args.chain_file or []:
+        if Path(path).is_dir():
+            raise UsageError(f"--chain-file {path}: is a directory; pass a PEM file saved by atskit")
         try:
             chain = chains.load_chain(Path(path))
         except FileNotFoundError:
@@ -244,15 +282,22 @@ def _history(args: argparse.Namespace) -> int:
         removed = bundles.removed_in(args.root)
     except (KeyError, ValueError) as exc:
         raise UsageError(f"--root {args.root}: {exc}") from None
-    present = presence[presence["present"]] if "present" in presence else presence
-    first = present["version"].iloc[0] if not present.empty else None
-    last = present["version"].iloc[-1] if not present.empty else None
-    summary = f"{args.root}: in certifi {first} .. {last}; " + (
-        f"removed in {removed}" if removed else "never removed"
-    )
+    any_present = presence.groupby("version", observed=True, sort=False)["present"].any()
+    releases = [str(v) for v in bundles.certifi_releases()["version"]]
+    carried = [v for v in releases if any_present.get(v, False)]  # release order, not name order
+    matched = presence["fingerprint_sha256"].nunique()
+    what = f"{args.root} ({matched} roots match; any of them)" if matched > 1 else args.root
+    span = f"in certifi {carried[0]} .. {carried[-1]}" if carried else "in no certifi release"
+    summary = f"{what}: {span}; " + (f"removed in {removed}" if removed else "never removed")
     changes = presence[presence.groupby("fingerprint_sha256")["present"].diff().fillna(True).astype(bool)]
     text = _table(changes[["version", "released", "name", "present"]]) + "\n" + summary
-    _emit(args, {"root": args.root, "removed_in": removed, "presence": _records(presence)}, text)
+    data = {
+        "root": args.root,
+        "roots_matched": matched,
+        "removed_in": removed,
+        "presence": _records(presence),
+    }
+    _emit(args, data, text)
     return 0
 
 
@@ -323,19 +368,15 @@ def _upgrade_check(args: argparse.Namespace) -> int:
 
     at = parse_at(args.at)
     try:
-        before = upgrade.side(
-            "before",
-            args.before,
-            runtime_botocore=args.runtime_botocore,
-            region=args.region,
-            use_pip=not args.no_pip,
-        )
-        after = upgrade.side(
-            "after",
-            args.after,
-            runtime_botocore=args.runtime_botocore,
-            region=args.region,
-            use_pip=not args.no_pip,
+        before, after = (
+            upgrade.side(
+                name,
+                spec,
+                runtime_botocore=args.runtime_botocore,
+                region=args.region,
+                use_pip=not args.no_pip,
+            )
+            for name, spec in (("before", args.before), ("after", args.after))
         )
     except upgrade.ResolutionError as exc:
         raise UsageError(str(exc)) from None
@@ -366,10 +407,11 @@ def _upgrade_check(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subparser per subcommand."""
-    parser = argparse.ArgumentParser(prog="atskit", description=__doc__)
+    parser = _Parser(prog="atskit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run-notebooks", help="execute every notebook in lab mode into a folder")
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (no per-notebook lines)")
     p.set_defaults(func=_run_notebooks)
     p = sub.add_parser("refresh-certifi", help="rebuild data/certifi from the package index through pip")
     p.add_argument(
@@ -510,6 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, LookupError, RuntimeError) as exc:  # ChainError, LabError, bad data ...
         return _fail(exc)
     except Exception as exc:  # never a traceback: one line, and how to see more
+        if type(exc).__module__.startswith("botocore."):  # a broken ~/.aws/config, an unknown profile
+            return _fail(exc)
         if os.environ.get("ATSKIT_DEBUG"):
             raise
         return _fail(f"unexpected {type(exc).__name__}: {exc} (set ATSKIT_DEBUG=1 for the traceback)")

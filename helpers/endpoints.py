@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported where used: the child Python of ca_bundle_without_
     from helpers import bundles
 
 __all__ = [
+    "check_region",
     "ENDPOINT_TYPES",
     "HOST_CLASSES",
     "RULES",
@@ -92,6 +93,15 @@ def _region(session, region: str | None) -> str:
 
 _SUFFIX = re.compile(r"\.(amazonaws\.com|amazonaws\.com\.cn)$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$")
+
+
+def check_region(region: str) -> str:
+    """Return ``region`` if it is shaped like an AWS region name, else raise a one-line ValueError."""
+    if not isinstance(region, str) or not _REGION.match(region):
+        raise ValueError(f"region={region!r} is not an AWS region name; use one like 'ap-northeast-2'")
+    return region
+
+
 _ACCOUNT_PREFIX = re.compile(r"^[a-z0-9]{8,}(-ats)?$")
 
 

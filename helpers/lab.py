@@ -17,7 +17,6 @@ import functools
 import itertools
 import logging
 import os
-import re
 import socket
 import ssl
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import _lab_routing, bundles
+from helpers import _lab_routing, bundles, endpoints
 from helpers._io import atomic_write_bytes
 from helpers._lab_twins import CHAINS, LAB_OU, LabPKI, is_lab_twin, pki, trust_view, twin_roots
 
@@ -59,7 +58,6 @@ FAKE_ACCESS_KEY_ID = "AKIAATSKITLABFAKEKEY"  # shaped like an access key; means 
 FAKE_SECRET_ACCESS_KEY = "ats-kit-lab-fake-secret-access-key-000000"
 IOT_DATA_ENDPOINTS = ("default", "legacy", "ats", "account-ats")
 _HANDSHAKE_TIMEOUT = 10.0
-_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+")
 _account_numbers = itertools.count(1)
 _log = logging.getLogger(__name__)
 
@@ -164,8 +162,7 @@ class Lab:
     host = "127.0.0.1"
 
     def __init__(self, region: str = DEFAULT_REGION, *, port: int = 0) -> None:
-        if not isinstance(region, str) or not _REGION.fullmatch(region):
-            raise ValueError(f"region={region!r} is not an AWS region name; use one like 'ap-northeast-2'")
+        endpoints.check_region(region)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port={port!r}: use 0 (a free port) or a TCP port number up to 65535")
         self.region = region
@@ -439,8 +436,6 @@ class _Env:
 
     def endpoints_frame(self, *, redact: bool = True) -> pd.DataFrame:
         """One row per endpoint: name, host (account prefix redacted unless ``redact=False``), class, what."""
-        from helpers import endpoints
-
         return pd.DataFrame(
             [
                 {

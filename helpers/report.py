@@ -62,9 +62,10 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
         "<prefix>",
     ),
     # Account ids inside ARNs (arn:partition:service:region:123456789012:resource), standalone
-    # 12-digit numbers, and the console's 1234-5678-9012 form.
+    # 12-digit numbers (also joined by '_' or '.': role_123456789012; not decimals' fractions),
+    # and the console's 1234-5678-9012 form.
     (re.compile(r"(?<=:)\d{12}(?=:)"), "<account-id>"),
-    (re.compile(r"(?<![\w.])\d{12}(?!\w)"), "<account-id>"),
+    (re.compile(r"(?<![A-Za-z0-9])(?<!\d\.)\d{12}(?![A-Za-z0-9])"), "<account-id>"),
     (re.compile(r"(?<![\w.-])\d{4}-\d{4}-\d{4}(?![\w-])"), "<account-id>"),
 ]
 
@@ -139,11 +140,26 @@ def _redact_html(text: str) -> str:
 _HOW = {"text/html": _redact_html, "text/markdown": redact_markdown}
 
 
+def _redact_tree(value):
+    """Strings anywhere in nested metadata, redacted (dicts in place, so NotebookNodes stay nodes)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redact_tree(item) for item in value]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _redact_tree(item)
+    return value
+
+
 def redact_notebook(nb) -> int:
-    """Redact, in place, every source and text output of a notebook node; return the cells changed."""
+    """Redact, in place, every source, text output and metadata string (papermill records the
+    parameters there) of a notebook node; return the cells changed."""
+    _redact_tree(nb.get("metadata", {}))
     changed = 0
     for cell in nb.get("cells", []):
         before = repr(cell)
+        _redact_tree(cell.get("metadata", {}))
         how = redact_markdown if cell.get("cell_type") == "markdown" else redact
         cell["source"] = _redact_value(cell.get("source", ""), how)
         for output in cell.get("outputs", []):
@@ -167,9 +183,11 @@ def redact_notebook_file(path: str | os.PathLike) -> int:
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
+    original = nbformat.writes(nb)
     changed = redact_notebook(nb)
-    if changed:
-        atomic_write_text(path, nbformat.writes(nb))
+    text = nbformat.writes(nb)
+    if text != original:
+        atomic_write_text(path, text)
     return changed
 
 

@@ -54,12 +54,15 @@ def execute(
     partial_ipynb = out_dir / f".{notebook.stem}.partial.ipynb"
     started = time.perf_counter()
     error = None
+    parameters = dict(parameters or {})
+    if "report_dir" in papermill.inspect_notebook(str(notebook)):  # its own exports go beside it
+        parameters.setdefault("report_dir", str(out_dir.resolve()))
     kernel_dir = tempfile.mkdtemp(prefix="atskit-kernel-")  # this kernel's own Unix sockets
     try:
         papermill.execute_notebook(
             str(notebook),
             str(partial_ipynb),
-            parameters=parameters or {},
+            parameters=parameters,
             kernel_name="python3",
             cwd=str(notebook.parent),
             progress_bar=False,
@@ -145,9 +148,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_all(
-    out_dir: str | Path = "reports", *, notebooks_dir: Path = NOTEBOOKS_DIR, workers: int | None = None
+    out_dir: str | Path = "reports",
+    *,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+    workers: int | None = None,
+    quiet: bool = False,
 ) -> list[NotebookRun]:
-    """Execute every numbered notebook in lab mode, ``workers`` at a time, printing a line for each.
+    """Execute every numbered notebook in lab mode, ``workers`` at a time, printing a line for each
+    (unless ``quiet``).
 
     Notebooks are independent (each lab binds its own ephemeral port), so they run in parallel
     processes; the default is one per core, at most four.
@@ -158,10 +166,14 @@ def run_all(
         runs = []
         for path in paths:
             runs.append(execute(path, Path(out_dir)))
-            print(runs[-1].line(), flush=True)
+            if not quiet:
+                print(runs[-1].line(), flush=True)
         return runs
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(execute, path, Path(out_dir)): path for path in paths}
-        for future in as_completed(futures):
-            print(future.result().line(), flush=True)
-        return [future.result() for future in futures]
+        # longest first (a notebook's size is a fair proxy for its work): the two cores finish together
+        by_size = sorted(paths, key=lambda path: path.stat().st_size, reverse=True)
+        futures = {path: pool.submit(execute, path, Path(out_dir)) for path in by_size}
+        for future in as_completed(futures.values()):
+            if not quiet:
+                print(future.result().line(), flush=True)
+        return [futures[path].result() for path in paths]

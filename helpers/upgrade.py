@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from helpers.endpoints import DefaultEndpoint
 
 __all__ = [
+    "spec_path",
     "CHANGES",
     "Environment",
     "ResolutionError",
@@ -313,6 +314,22 @@ def _looks_inline(spec: str) -> bool:
     return bool(re.fullmatch(r"[\sA-Za-z0-9._\-\[\],=<>!~*]+", spec)) and bool(re.search(r"[=<>~]", spec))
 
 
+def spec_path(path_or_pins: str, *, name: str = "spec") -> str:
+    """A requirements/lock path given relative to the kit's root, made absolute; inline pins as given.
+
+    Notebooks run in ``notebooks/`` but their defaults name files from the kit's root
+    (``docs/examples/incident-before.txt``); an empty value raises a ValueError naming ``name``.
+    """
+    from helpers._paths import ROOT
+
+    if not isinstance(path_or_pins, str) or not path_or_pins.strip():
+        raise ValueError(
+            f"{name} is empty: give a requirements/lock file or inline pins like 'certifi==2021.10.8'"
+        )
+    candidate = ROOT / path_or_pins
+    return str(candidate) if not Path(path_or_pins).exists() and candidate.exists() else path_or_pins
+
+
 def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
     """What a requirements file, lock file or inline specifier list would install.
 
@@ -323,6 +340,8 @@ def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
     text = os.fspath(spec)
     path = Path(text)
     inline = not path.exists() and _looks_inline(text)
+    if path.is_dir():
+        raise ResolutionError(f"{text}: is a directory; pass a requirements or lock file")
     if not inline and not path.is_file():
         raise ResolutionError(
             f"{text}: no such requirements or lock file "

@@ -76,8 +76,7 @@ def test_every_subcommand_has_help_and_json(subcommand):
     done = atskit(*subcommand, "--help")
     assert done.returncode == 0, done.stderr
     assert "usage: atskit" in done.stdout
-    if subcommand != ["run-notebooks"]:  # the lead's runner prints status lines, not a result
-        assert "--json" in done.stdout
+    assert "--json" in done.stdout
 
 
 def test_the_console_script_is_installed_and_runs():
@@ -111,6 +110,13 @@ BAD_INPUT = [
         ["upgrade-check", "--before", "/nonexistent/req.txt", "--after", "certifi==2021.10.8"],
         "no such requirements",
     ),
+    (["check", "--lab", "--bundle", str(EXAMPLES)], f"--bundle {EXAMPLES}: is a directory"),
+    (["check", "--chain-file", str(EXAMPLES)], f"--chain-file {EXAMPLES}: is a directory"),
+    (["check", "--endpoints-file", str(EXAMPLES)], f"--endpoints-file {EXAMPLES}: is a directory"),
+    (
+        ["upgrade-check", "--before", str(EXAMPLES), "--after", "certifi==2021.10.8"],
+        f"{EXAMPLES}: is a directory",
+    ),
 ]
 
 
@@ -139,9 +145,41 @@ def test_unparseable_requirements_exit_2(tmp_path, capsys):
     assert "cannot parse requirement line '!!! not a requirement'" in one_line_error(done)
 
 
-def test_argparse_usage_errors_exit_2():
-    assert atskit("no-such-command").returncode == 2
-    assert atskit("upgrade-check", "--before", "x").returncode == 2  # --after is required
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-command"], "invalid choice: 'no-such-command'"),
+        (["upgrade-check", "--before", "x"], "required: --after (see 'atskit upgrade-check --help')"),
+        (["check", "--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
+        ([], "required: command (see 'atskit --help')"),
+    ],
+    ids=["unknown subcommand", "missing option", "bad option value", "no subcommand"],
+)
+def test_argparse_usage_errors_exit_2_with_one_line(args, message):
+    done = atskit(*args)
+    assert done.returncode == 2
+    assert message in one_line_error(done)
+
+
+def test_an_endpoints_file_with_no_endpoints_is_named(tmp_path, capsys):
+    path = tmp_path / "hosts.txt"
+    path.write_text("# every endpoint commented out\n\n# data.iot.ap-northeast-2.amazonaws.com\n")
+    done = atskit_here(capsys, "check", "--endpoints-file", str(path))
+    assert done.returncode == 2
+    assert f"--endpoints-file {path}: no endpoints in it" in one_line_error(done)
+
+
+def test_a_broken_aws_config_is_one_line_not_unexpected(tmp_path):
+    config = tmp_path / "config"
+    config.write_text("[default]\nregion = ap-northeast-2\n")
+    done = atskit(
+        "which-bundle",
+        env={"AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "no-such-profile"},
+        unset=("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE"),
+    )
+    assert done.returncode == 2
+    line = one_line_error(done)
+    assert "no-such-profile" in line and "unexpected" not in line
 
 
 def test_a_chain_file_that_is_not_pem_exits_2(tmp_path, capsys):
@@ -299,6 +337,20 @@ def test_history_root_says_which_release_removed_it(capsys):
     assert text.strip().endswith("removed in 2020.12.5")
 
 
+def test_history_of_a_name_matching_several_roots_spans_releases_in_order(capsys):
+    # 'TÜRKTRUST' names several roots; the one that sorts first by name is not the one carried last.
+    root = "TÜRKTRUST"
+    fingerprints = bundles.root_presence(root)["fingerprint_sha256"].nunique()
+    assert fingerprints > 1
+    last_line = atskit_here(capsys, "history", "--root", root).stdout.strip().splitlines()[-1]
+    assert last_line.startswith(f"{root} ({fingerprints} roots match; any of them): in certifi ")
+    last_carried = last_line.split(" .. ")[1].split(";")[0]
+    releases = [str(v) for v in bundles.certifi_releases()["version"]]
+    removed = bundles.removed_in(root)
+    assert last_line.endswith(f"removed in {removed}")
+    assert releases[releases.index(last_carried) + 1] == removed  # the range ends where removal begins
+
+
 @pytest.mark.parametrize("rule", ["AWS_CA_BUNDLE", "certifi"])
 def test_which_bundle_follows_botocores_precedence(rule, tmp_path):
     pem = tmp_path / "corporate.pem"
@@ -334,3 +386,28 @@ def test_the_docs_workflow_runs_a_command_atskit_accepts():
     args = cli.build_parser().parse_args(shlex.split(command))
     assert args.func is cli._upgrade_check
     assert (args.endpoints_file, args.json) == (".github/iot-endpoints.txt", True)
+
+
+def test_run_notebooks_json_reports_each_notebook(tmp_path, monkeypatch, capsys):
+    import nbformat
+
+    from helpers import cli, runner
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell('mode: str = "lab"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("1 / 0", metadata={"tags": ["raises-exception"]}),
+        nbformat.v4.new_code_cell("print('done')"),
+    ]
+    notebook = tmp_path / "01-tiny.ipynb"
+    nbformat.write(nb, notebook)
+    monkeypatch.setattr(runner, "notebook_paths", lambda *_: [notebook])
+    out = tmp_path / "out"
+    assert cli.main(["run-notebooks", "--json", "--out", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is True  # the only error is in a cell tagged raises-exception
+    [run] = result["notebooks"]
+    assert run["notebook"] == "01-tiny" and run["ok"] and run["error"] is None
+    assert (out / "01-tiny.ipynb").exists() and (out / "01-tiny.html").exists()
+    assert not list(out.glob(".*partial*"))  # nothing half-written is left behind

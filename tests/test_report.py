@@ -56,6 +56,8 @@ LEAKS = [
         "<account-id>",
     ),
     Leak("account-standalone", "Account: 210987654321.", "210987654321", "<account-id>"),
+    Leak("account-after-underscore", "role name deploy_210987654321_prod", "210987654321", "<account-id>"),
+    Leak("account-after-a-dot", "bucket logs.210987654321", "210987654321", "<account-id>"),
     Leak("account-dashed", "account 1234-5678-9012 in the console", "1234-5678-9012", "<account-id>"),
     Leak(
         "ats-prefix",
@@ -180,6 +182,7 @@ def _leaky_notebook() -> nbformat.NotebookNode:
     """A notebook whose sources and every kind of output hold the leaks."""
     text = "\n".join(leak.text for leak in LEAKS)
     nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"parameters": {"title": text, "endpoints": text.splitlines()}}
     nb.cells = [
         nbformat.v4.new_markdown_cell(text),
         nbformat.v4.new_code_cell(
@@ -223,7 +226,7 @@ def test_runner_redacts_executed_notebooks_and_their_html(tmp_path):
     source = tmp_path / "src" / "99-leaky.ipynb"
     source.parent.mkdir()
     nbformat.write(nb, source)
-    run = runner.execute(source, tmp_path / "out", html=True)
+    run = runner.execute(source, tmp_path / "out", html=True, parameters={"title": lines})
     assert run.ok, run.error
     for path in (run.output_ipynb, run.output_html):
         text = path.read_text()
