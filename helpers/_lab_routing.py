@@ -119,20 +119,21 @@ def routed(route: Route) -> Iterator[Route]:
                 socket.getaddrinfo = _saved_getaddrinfo
 
 
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    """Set each variable, or unset it where the value is None."""
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @contextmanager
 def environ(values: Mapping[str, str | None]) -> Iterator[dict[str, str | None]]:
     """Set (or, for None, unset) environment variables for the block; restore the previous values after."""
     saved = {name: os.environ.get(name) for name in values}
     try:
-        for name, value in values.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environ(values)
         yield dict(values)
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        _set_environ(saved)

@@ -117,7 +117,7 @@ def _unexpected_error(executed_ipynb: Path, exc: BaseException) -> str | None:
         failed = errors or cell.get("metadata", {}).get("papermill", {}).get("exception")
         if failed and "raises-exception" not in tags:
             ename, evalue = (errors[0]["ename"], errors[0]["evalue"]) if errors else ("Error", "")
-            unexpected = f"{ename}: {evalue} (cell {cell.get('execution_count')})".replace("\n", " ")[:300]
+            unexpected = _error_line(ename, evalue, cell.get("execution_count"))
             break
     if unexpected is None:
         for cell in nb.cells:  # an expected failure is not a failed cell in the report
@@ -141,8 +141,11 @@ def _export_html(ipynb: Path) -> Path:
 def _one_line(exc: BaseException) -> str:
     """The gist of an execution error on one line."""
     ename = getattr(exc, "ename", type(exc).__name__)
-    evalue = getattr(exc, "evalue", str(exc))
-    cell = getattr(exc, "exec_count", None)
+    return _error_line(ename, getattr(exc, "evalue", str(exc)), getattr(exc, "exec_count", None))
+
+
+def _error_line(ename: str, evalue: str, cell: int | None) -> str:
+    """'ValueError: bad region (cell 3)', on one line and at most 300 characters."""
     where = f" (cell {cell})" if cell else ""
     return f"{ename}: {evalue}{where}".replace("\n", " ")[:300]
 
