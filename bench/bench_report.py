@@ -1,12 +1,14 @@
 """How long `make report` takes (every notebook, executed and exported), and where the time goes.
 
-Prints medians over --repeat runs (default 3) of:
-- the whole report as `make report` runs it (runner.run_all: parallel workers) and, as the baseline in
-  the same run, one worker at a time; their ratio;
-- each notebook's own time (from the sequential runs);
-- fixed costs behind every notebook: a kernel start with an empty notebook executed through papermill,
-  importing the kit in a fresh interpreter, starting and stopping the lab, exporting one notebook to HTML,
-  importing nbformat (with and without jsonschema's rfc3987_syntax grammar).
+Prints medians over --repeat runs (default 3), the runs of each kind interleaved, of:
+- the report as `make report` runs it: ``python -m helpers run-notebooks`` in a new process (notebooks
+  side by side, kernels forked from the warmed fork server) - the figure the target is about;
+- baselines from the same run: the same with kernels started as Jupyter starts them (side by side,
+  then one at a time); their ratios;
+- each notebook's own time (execution + HTML export), warm and cold, from those runs;
+- fixed costs: a kernel start with an empty notebook (cold, and forked from a warm fork server),
+  the fork server's warm-up (``import helpers._kernel_warmup`` in a new interpreter), exporting one
+  notebook to HTML.
 Target: the whole report in at most 15 s on a 2-core machine.
 
 Usage: .venv/bin/python bench/bench_report.py [--repeat N]
@@ -15,8 +17,7 @@ Usage: .venv/bin/python bench/bench_report.py [--repeat N]
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
+import json
 import os
 import statistics
 import subprocess
@@ -25,115 +26,138 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
-
-from helpers import runner
-
+ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 15.0
 
+# A new interpreter (python -c: no main script, so kernels may be forked) running the report.
+_RUN_ALL = """
+import json, sys, time
+started = time.perf_counter()
+from helpers import runner
+runs = runner.run_all(sys.argv[1], workers=int(sys.argv[2]), warm_kernels=sys.argv[3] == "warm", quiet=True)
+print(json.dumps({"total": time.perf_counter() - started, "failed": [r.line() for r in runs if not r.ok],
+                  "seconds": {r.notebook: r.seconds for r in runs}}))
+"""
 
-def _timed(function) -> float:
-    """Seconds one call takes."""
+_EMPTY_KERNEL = """
+import json, sys, tempfile, time
+from pathlib import Path
+import nbformat
+from helpers import runner
+from helpers._warm_kernels import start_fork_server
+nb = nbformat.v4.new_notebook()
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]})]
+folder = Path(tempfile.mkdtemp())
+nbformat.write(nb, folder / "00-empty.ipynb")
+warm = sys.argv[1] == "warm"
+if warm:  # a warm fork server, as after the report's first notebook
+    start_fork_server()
+    runner.execute(folder / "00-empty.ipynb", folder / "first", html=False, warm_kernel=True)
+started = time.perf_counter()
+run = runner.execute(folder / "00-empty.ipynb", folder / "out", html=False, warm_kernel=warm)
+print(json.dumps({"total": time.perf_counter() - started, "failed": [] if run.ok else [run.line()]}))
+"""
+
+
+def _python(code: str, *args: str) -> dict:
+    """Run ``code`` in a new interpreter from the project root; its last stdout line as JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _command_seconds(*command: str) -> float:
+    """Wall time of a command run from the project root (it must succeed)."""
     started = time.perf_counter()
-    function()
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - started
 
 
-def _report(workers: int) -> tuple[float, dict[str, float], list[str]]:
-    """One full report into a temp folder: total seconds, seconds per notebook, failures."""
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        started = time.perf_counter()
-        runs = runner.run_all(out, workers=workers)
-        total = time.perf_counter() - started
-    return total, {r.notebook: r.seconds for r in runs}, [r.line() for r in runs if not r.ok]
-
-
-def _empty_notebook_run() -> float:
-    """papermill + kernel start + nothing: the floor under every notebook."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]})]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "00-empty.ipynb"
-        nbformat.write(nb, path)
-        return _timed(lambda: runner.execute(path, Path(folder) / "out", html=False))
-
-
-def _subprocess_seconds(code: str) -> float:
-    """Wall time of a fresh interpreter running ``code``."""
-    return _timed(lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True))
-
-
-def _html_export() -> float:
+def _html_export(executed_ipynb: Path) -> float:
     """Exporting one executed notebook to HTML, as the runner does (nbconvert import included)."""
     code = (
         "import sys, tempfile, shutil; from pathlib import Path; from helpers import runner; "
         "d = Path(tempfile.mkdtemp()); p = d / 'x.ipynb'; shutil.copy(sys.argv[1], p); runner._export_html(p)"
     )
-    source = runner.notebook_paths()[0]
-    return _timed(lambda: subprocess.run([sys.executable, "-c", code, str(source)], check=True))
+    return _command_seconds(sys.executable, "-c", code, str(executed_ipynb))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
     args = parser.parse_args()
-    notebooks = [p.stem for p in runner.notebook_paths()]
-    print(f"{len(notebooks)} notebooks, {os.cpu_count()} cores, median of {args.repeat} runs")
+    print(f"{os.cpu_count()} cores; median of {args.repeat} runs each, the kinds interleaved")
 
-    parallel, sequential, per_notebook, failures = [], [], {n: [] for n in notebooks}, []
+    kinds = {
+        "make report (python -m helpers run-notebooks)": None,
+        "cold kernels, side by side": ("cold", 0),  # 0: the runner's default number at a time
+        "cold kernels, one at a time": ("cold", 1),
+    }
+    totals = {kind: [] for kind in kinds}
+    per_notebook: dict[str, dict[str, list[float]]] = {"warm": {}, "cold": {}}
+    failures: list[str] = []
+    html_timings: list[float] = []
+    html_name = ""
     for _ in range(args.repeat):
-        total, _, failed = _report(workers=0)  # 0 -> runner's default, as `make report`
-        parallel.append(total)
-        failures += failed
-        total, seconds, failed = _report(workers=1)
-        sequential.append(total)
-        failures += failed
-        for name, value in seconds.items():
-            per_notebook[name].append(value)
+        for kind, how in kinds.items():
+            with tempfile.TemporaryDirectory() as out:
+                executed = Path(out)
+                if how is None:
+                    command = [sys.executable, "-m", "helpers", "run-notebooks", "--json", "--out", out]
+                    started = time.perf_counter()
+                    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+                    totals[kind].append(time.perf_counter() - started)
+                    result = json.loads(proc.stdout)
+                    failures += [n["notebook"] for n in result["notebooks"] if not n["ok"]]
+                    seconds = {n["notebook"]: n["seconds"] for n in result["notebooks"]}
+                    mode = "warm"
+                else:
+                    mode, at_once = how
+                    result = _python(_RUN_ALL, out, str(at_once), mode)
+                    totals[kind].append(result["total"])
+                    failures += result["failed"]
+                    seconds = result["seconds"]
+                for name, value in seconds.items():
+                    per_notebook[mode].setdefault(name, []).append(value)
+                if not html_timings and how is None:  # the largest executed notebook, exported again
+                    largest = max(executed.glob("*.ipynb"), key=lambda path: path.stat().st_size)
+                    html_timings += [_html_export(largest) for _ in range(args.repeat)]
+                    html_name = largest.stem
+
     fixed = {
-        "empty notebook through papermill (kernel start)": [
-            _empty_notebook_run() for _ in range(args.repeat)
+        "empty notebook, kernel started (cold)": [
+            _python(_EMPTY_KERNEL, "cold")["total"] for _ in range(args.repeat)
         ],
-        "import helpers.{bundles,chains,lab,upgrade,report}": [
-            _subprocess_seconds("from helpers import bundles, chains, lab, upgrade, report")
+        "empty notebook, kernel forked from the warm fork server": [
+            _python(_EMPTY_KERNEL, "warm")["total"] for _ in range(args.repeat)
+        ],
+        "fork server warm-up: import helpers._kernel_warmup (new interpreter)": [
+            _command_seconds(sys.executable, "-c", "import helpers._kernel_warmup")
             for _ in range(args.repeat)
         ],
-        "lab start + stop (fresh interpreter, imports included)": [
-            _subprocess_seconds("from helpers import lab\nwith lab.running(): pass")
-            for _ in range(args.repeat)
+        "python -c pass (interpreter floor)": [
+            _command_seconds(sys.executable, "-c", "pass") for _ in range(args.repeat)
         ],
-        "python -c pass (interpreter floor)": [_subprocess_seconds("pass") for _ in range(args.repeat)],
-        "import nbformat (papermill, nbconvert and the runner all do)": [
-            _subprocess_seconds("import nbformat") for _ in range(args.repeat)
-        ],
-        "import nbformat with rfc3987_syntax blocked (see below)": [
-            _subprocess_seconds("import sys; sys.modules['rfc3987_syntax'] = None; import nbformat")
-            for _ in range(args.repeat)
-        ],
-        "HTML export of one notebook (fresh interpreter)": [_html_export() for _ in range(args.repeat)],
+        f"HTML export of the executed {html_name} (new interpreter)": html_timings,
     }
 
-    med_parallel, med_sequential = statistics.median(parallel), statistics.median(sequential)
-    print(
-        f"\nmake report (parallel, runner default): {med_parallel:6.1f} s   "
-        f"target <= {TARGET_SECONDS:.0f} s: {'met' if med_parallel <= TARGET_SECONDS else 'NOT met'}"
-    )
-    print(
-        f"baseline, one notebook at a time:       {med_sequential:6.1f} s   "
-        f"speed-up {med_sequential / med_parallel:.2f}x"
-    )
-    print("\nper notebook (sequential runs, execution + HTML export):")
-    for name, values in per_notebook.items():
-        print(f"  {statistics.median(values):6.1f} s  {name}")
-    print("\nfixed costs behind each notebook:")
+    medians = {kind: statistics.median(values) for kind, values in totals.items()}
+    report = medians["make report (python -m helpers run-notebooks)"]
+    print()
+    for kind, value in medians.items():
+        ratio = "" if value == report else f"   {value / report:.2f}x the report's time"
+        print(f"{value:6.1f} s  {kind}{ratio}")
+    verdict = "met" if report <= TARGET_SECONDS else "NOT met"
+    print(f"target: make report <= {TARGET_SECONDS:.0f} s: {verdict}")
+    print("\nper notebook (execution + HTML export; warm = make report, cold = kernels started):")
+    for name in sorted(per_notebook["warm"]):
+        warm, cold = (statistics.median(per_notebook[m][name]) for m in ("warm", "cold"))
+        print(f"  {warm:5.1f} s warm  {cold:5.1f} s cold  {name}")
+    print("\nfixed costs:")
     for name, values in fixed.items():
         print(f"  {statistics.median(values):6.2f} s  {name}")
-    print(
-        "\nnbformat imports jsonschema, which imports rfc3987_syntax when it is installed (jupyter-events"
-        "\nbrings it) and compiles a grammar at import; nbformat never checks IRI formats, so a process"
-        "\nthat only runs/exports notebooks could set sys.modules['rfc3987_syntax'] = None first."
-    )
     if failures:
         print("\nFAILED runs:", *sorted(set(failures)), sep="\n  ")
     return 1 if failures else 0

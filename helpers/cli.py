@@ -206,7 +206,7 @@ def _maybe_lab(args: argparse.Namespace):
 
 def _emit(args: argparse.Namespace, data, text: str, *, redacted: bool = True) -> None:
     """Print JSON (--json) or the text, redacted unless told otherwise (the lab's fake values)."""
-    from helpers.report import redact
+    from helpers.redaction import redact
 
     out = json.dumps(data, indent=2, default=str) if args.json else text
     print(redact(out) if redacted else out)
@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fail(message) -> int:
     """Print one redacted error line; exit code 2."""
-    from helpers.report import redact
+    from helpers.redaction import redact
 
     text = " ".join(str(message).split()) or type(message).__name__
     print(redact(f"atskit: error: {text}"), file=sys.stderr)

@@ -82,10 +82,14 @@ def chain_for(server_name: str | None, region: str) -> str:
 
 @functools.cache
 def _moto_dispatcher():
-    """moto's own server application (dispatches on the SigV4 signing name), shared by all labs."""
+    """moto's own server application (dispatches on the SigV4 signing name), shared by all labs,
+    with the applications of the two services a lab serves made up front, not on a first request."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    return DomainDispatcherApplication(create_backend_app)
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    for backend in ("iot", "iotdata"):  # moto's backend names for iot and iot-data
+        dispatcher.app_instances[backend] = create_backend_app(backend)
+    return dispatcher
 
 
 def _server_classes():

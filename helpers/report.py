@@ -1,16 +1,16 @@
-"""Postmortem reports: redaction of secrets, and assembly/export to Markdown and HTML."""
+"""Postmortem reports: assembly and export to Markdown and HTML, redacted (see helpers.redaction)."""
 
 from __future__ import annotations
 
 import html as _html
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from helpers._io import atomic_write_text
+from helpers.redaction import redact, redact_markdown, redact_notebook, redact_notebook_file
 
 __all__ = [
     "Postmortem",
@@ -22,88 +22,7 @@ __all__ = [
     "redact_notebook_file",
 ]
 
-# --- redaction -------------------------------------------------------------------------------------
-
-_SECRET_RUN = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-
-# (pattern, replacement). Placeholders are <name>; in HTML, and in Markdown outside code, they are
-# written as entities (&lt;name&gt;) so that no renderer takes them for tags and hides them.
-_RULES: list[tuple[re.Pattern[str], str]] = [
-    # Secrets and session tokens named as such: key = value, "Key": "value", KEY=value.
-    (
-        re.compile(
-            r"(?P<key>(?:aws_?)?secret_?access_?key|aws_?session_?token|session_?token|"
-            r"x-amz-security-token)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=]{16,})",
-            re.IGNORECASE,
-        ),
-        r"\g<key>\g<sep><secret>",
-    ),
-    # AWS access key ids (long-term AKIA, temporary ASIA, and the other unique-id prefixes).
-    (
-        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}(?![A-Z0-9])"),
-        "<access-key-id>",
-    ),
-    # Account-specific endpoint prefixes: <prefix>-ats.iot.<region>..., legacy <prefix>.iot...,
-    # <prefix>.credentials.iot..., <prefix>.jobs.iot... (any label but AWS's own names there).
-    (
-        re.compile(
-            r"(?<![A-Za-z0-9-])(?!(?:data|credentials|jobs)(?:-ats)?\.)[a-z0-9]{8,24}"
-            r"(?=(?:-ats)?\.(?:ats\.|credentials\.|jobs\.)?iot(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com)",
-            re.IGNORECASE,
-        ),
-        "<prefix>",
-    ),
-    # The same cut short by a truncating display (pandas' '...'): then a prefix needs a digit.
-    (
-        re.compile(
-            r"(?<![A-Za-z0-9-])(?=[a-z0-9]*\d)[a-z0-9]{8,24}(?=-ats\b|\.(?:credentials\.|jobs\.)?iot\b)",
-            re.IGNORECASE,
-        ),
-        "<prefix>",
-    ),
-    # Account ids inside ARNs (arn:partition:service:region:123456789012:resource), standalone
-    # 12-digit numbers (also joined by '_' or '.': role_123456789012; not decimals' fractions),
-    # and the console's 1234-5678-9012 form.
-    (re.compile(r"(?<=:)\d{12}(?=:)"), "<account-id>"),
-    (re.compile(r"(?<![A-Za-z0-9])(?<!\d\.)\d{12}(?![A-Za-z0-9])"), "<account-id>"),
-    (re.compile(r"(?<![\w.-])\d{4}-\d{4}-\d{4}(?![\w-])"), "<account-id>"),
-]
-
-
-def _mask_secret_run(match: re.Match[str]) -> str:
-    """Mask a standalone 40-character base64 run that mixes upper case, lower case and digits."""
-    run = match.group(0)
-    mixed = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
-    return "<secret>" if mixed else run
-
-
-def redact(text: str, *, html: bool = False) -> str:
-    """Mask access key ids, secrets, account ids and account-specific endpoint prefixes in ``text``.
-
-    Placeholders: ``<access-key-id>``, ``<secret>``, ``<account-id>``, ``<prefix>`` (the endpoint's
-    shape is kept: ``<prefix>-ats.iot.ap-northeast-2.amazonaws.com``). ``html=True`` writes them as
-    entities (``&lt;secret&gt;``) for HTML; use :func:`redact_markdown` for Markdown.
-    """
-    if not text:
-        return text
-    for pattern, replacement in _RULES:
-        text = pattern.sub(replacement, text)
-    text = _SECRET_RUN.sub(_mask_secret_run, text)
-    if html:
-        text = _PLACEHOLDER.sub(lambda m: f"&lt;{m.group(1)}&gt;", text)
-    return text
-
-
-_PLACEHOLDER = re.compile(r"<(access-key-id|secret|account-id|prefix)>")
-_MD_CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.DOTALL)
-
-
-def redact_markdown(text: str) -> str:
-    """:func:`redact` for Markdown: placeholders literal inside code, as entities everywhere else."""
-    if not text:
-        return text
-    parts = _MD_CODE.split(text)
-    return "".join(redact(part, html=i % 2 == 0) for i, part in enumerate(parts))
+# --- redaction of frames (text, Markdown and notebooks: helpers.redaction) -------------------------
 
 
 def redact_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -120,75 +39,6 @@ def redact_frame(frame: pd.DataFrame) -> pd.DataFrame:
     out.index = out.index.map(_cell)
     out.attrs = {k: _cell(v) for k, v in frame.attrs.items()}
     return out
-
-
-_SKIP_MIME = ("image/png", "image/jpeg", "image/gif", "application/pdf")
-
-
-def _redact_value(value, how=redact):
-    """Redact a notebook string or list of strings (joined first: a secret may span list items)."""
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        value = "".join(value)
-    return how(value) if isinstance(value, str) else value
-
-
-def _redact_html(text: str) -> str:
-    """:func:`redact` with HTML placeholders."""
-    return redact(text, html=True)
-
-
-_HOW = {"text/html": _redact_html, "text/markdown": redact_markdown}
-
-
-def _redact_tree(value):
-    """Strings anywhere in nested metadata, redacted (dicts in place, so NotebookNodes stay nodes)."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, list):
-        return [_redact_tree(item) for item in value]
-    if isinstance(value, dict):
-        for key, item in value.items():
-            value[key] = _redact_tree(item)
-    return value
-
-
-def redact_notebook(nb) -> int:
-    """Redact, in place, every source, text output and metadata string (papermill records the
-    parameters there) of a notebook node; return the cells changed."""
-    _redact_tree(nb.get("metadata", {}))
-    changed = 0
-    for cell in nb.get("cells", []):
-        before = repr(cell)
-        _redact_tree(cell.get("metadata", {}))
-        how = redact_markdown if cell.get("cell_type") == "markdown" else redact
-        cell["source"] = _redact_value(cell.get("source", ""), how)
-        for output in cell.get("outputs", []):
-            if "text" in output:
-                output["text"] = _redact_value(output["text"])
-            if "traceback" in output:
-                output["traceback"] = [redact(line) for line in output["traceback"]]
-            if "evalue" in output:
-                output["evalue"] = _redact_value(output["evalue"])
-            for mime, value in output.get("data", {}).items():
-                if mime in _SKIP_MIME:
-                    continue
-                output["data"][mime] = _redact_value(value, _HOW.get(mime, redact))
-        changed += repr(cell) != before
-    return changed
-
-
-def redact_notebook_file(path: str | os.PathLike) -> int:
-    """Redact an executed ``.ipynb`` in place (atomically); return the number of cells changed."""
-    import nbformat
-
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    original = nbformat.writes(nb)
-    changed = redact_notebook(nb)
-    text = nbformat.writes(nb)
-    if text != original:
-        atomic_write_text(path, text)
-    return changed
 
 
 # --- postmortem assembly ---------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +43,18 @@ def notebook_paths(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
 
 
 def execute(
-    notebook: Path, out_dir: Path, *, parameters: dict | None = None, html: bool = True
+    notebook: Path,
+    out_dir: Path,
+    *,
+    parameters: dict | None = None,
+    html: bool = True,
+    warm_kernel: bool = False,
 ) -> NotebookRun:
-    """Execute one notebook into ``out_dir`` (ipynb, and HTML unless ``html=False``)."""
+    """Execute one notebook into ``out_dir`` (ipynb, and HTML unless ``html=False``).
+
+    ``warm_kernel``: fork the kernel from the kit's warmed fork server (see
+    :mod:`helpers._warm_kernels`; worth it when several notebooks run) instead of starting one.
+    """
     _skip_unused_iri_grammar()
     import papermill
     from traitlets.config import Config
@@ -58,17 +69,26 @@ def execute(
     if "report_dir" in papermill.inspect_notebook(str(notebook)):  # its own exports go beside it
         parameters.setdefault("report_dir", str(out_dir.resolve()))
     kernel_dir = tempfile.mkdtemp(prefix="atskit-kernel-")  # this kernel's own Unix sockets
+    engine_options = {}
+    if warm_kernel:
+        from helpers._warm_kernels import WarmKernelManager
+
+        engine_options["kernel_manager_class"] = WarmKernelManager
     try:
         papermill.execute_notebook(
             str(notebook),
             str(partial_ipynb),
             parameters=parameters,
             kernel_name="python3",
-            cwd=str(notebook.parent),
+            # the kernel starts in the notebook's folder; papermill's own ``cwd=`` would chdir this
+            # whole process, which the notebooks running beside it in other threads share
+            resources={"metadata": {"path": str(notebook.parent)}},
             progress_bar=False,
+            request_save_on_cell_execute=False,
             log_output=False,
             # a local kernel talks over Unix sockets in a folder of its own, not unencrypted TCP ports
             config=Config({"KernelManager": {"transport": "ipc", "ip": str(Path(kernel_dir) / "kernel")}}),
+            **engine_options,
         )
     except papermill.PapermillExecutionError as exc:
         error = _unexpected_error(partial_ipynb, exc)
@@ -77,7 +97,7 @@ def execute(
     finally:
         shutil.rmtree(kernel_dir, ignore_errors=True)
     if partial_ipynb.exists():  # reports never carry secrets: mask them before anything is exported
-        from helpers.report import redact, redact_notebook_file
+        from helpers.redaction import redact, redact_notebook_file
 
         redact_notebook_file(partial_ipynb)
         error = redact(error) if error else error
@@ -129,12 +149,27 @@ def _unexpected_error(executed_ipynb: Path, exc: BaseException) -> str | None:
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
 
 
-def _export_html(ipynb: Path) -> Path:
-    """Render an executed notebook to HTML beside it."""
-    import nbformat
+_html_lock = threading.Lock()
+
+
+@functools.cache
+def _html_exporter():
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(ipynb, as_version=4))
+    return HTMLExporter()
+
+
+def _export_html(ipynb: Path) -> Path:
+    """Render an executed notebook to HTML beside it.
+
+    One exporter for the process, its compiled templates reused; one export at a time (an exporter
+    registers filters on itself while converting, and the work holds the GIL anyway).
+    """
+    import nbformat
+
+    notebook = nbformat.read(ipynb, as_version=4)
+    with _html_lock:
+        body, _ = _html_exporter().from_notebook_node(notebook)
     return atomic_write_text(ipynb.with_suffix(".html"), body)
 
 
@@ -155,27 +190,30 @@ def run_all(
     *,
     notebooks_dir: Path = NOTEBOOKS_DIR,
     workers: int | None = None,
+    warm_kernels: bool = True,
     quiet: bool = False,
 ) -> list[NotebookRun]:
     """Execute every numbered notebook in lab mode, ``workers`` at a time, printing a line for each
     (unless ``quiet``).
 
-    Notebooks are independent (each lab binds its own ephemeral port), so they run in parallel
-    processes; the default is one per core, at most four.
+    Notebooks are independent (each has its own kernel process, and its lab its own ephemeral
+    port), so they run side by side: one thread each drives its kernel. The default is one per
+    core and one more (a kernel starting, stopping or waiting on its lab leaves a core idle), at most
+    the number of notebooks. ``warm_kernels``: fork kernels from a warmed fork server
+    (:mod:`helpers._warm_kernels`), which starts warming up here while this process goes on.
     """
     paths = notebook_paths(notebooks_dir)
-    workers = workers or min(4, os.cpu_count() or 1, max(1, len(paths)))
-    if workers <= 1:
-        runs = []
-        for path in paths:
-            runs.append(execute(path, Path(out_dir)))
-            if not quiet:
-                print(runs[-1].line(), flush=True)
-        return runs
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        # longest first (a notebook's size is a fair proxy for its work): the two cores finish together
-        by_size = sorted(paths, key=lambda path: path.stat().st_size, reverse=True)
-        futures = {path: pool.submit(execute, path, Path(out_dir)) for path in by_size}
+    workers = workers or min((os.cpu_count() or 1) + 1, max(1, len(paths)))
+    if warm_kernels:
+        from helpers._warm_kernels import start_fork_server
+
+        start_fork_server()
+    # longest first (a notebook's size is a fair proxy for its work): the cores finish together
+    by_size = sorted(paths, key=lambda path: path.stat().st_size, reverse=True) if workers > 1 else paths
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook") as pool:
+        futures = {
+            path: pool.submit(execute, path, Path(out_dir), warm_kernel=warm_kernels) for path in by_size
+        }
         for future in as_completed(futures.values()):
             if not quiet:
                 print(future.result().line(), flush=True)
