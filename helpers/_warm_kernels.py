@@ -3,78 +3,145 @@
 A notebook kernel spends about as long starting (Python, ipykernel, pandas, cryptography, boto3,
 moto, the kit's data and lab PKI) as running a short notebook. :class:`WarmKernelManager` is
 jupyter_client's ``AsyncKernelManager`` with one change: a local ``python -m ipykernel_launcher``
-kernel of this interpreter is forked from a :mod:`multiprocessing` fork server that has imported
-:mod:`helpers._kernel_warmup` once, instead of being started from nothing. Everything else
-(connection files, messaging, interrupts, shutdown) is jupyter_client's.
+kernel of this interpreter is forked from the kernel zygote (:mod:`helpers._kernel_zygote`), a
+process that has done that start-up once, instead of being started from nothing. Everything else
+(connection files, messaging, interrupts, shutdown) is jupyter_client's. Any other kernel command,
+and a zygote that cannot start, get jupyter_client's usual launch.
 
-jupyter_client's usual launch is kept for any other kernel command, when the fork server cannot
-start, and when this program's main module is a script (``python script.py``): multiprocessing
-re-runs a main script in every process it forks, which a kernel must not do. ``python -m package``,
-``python -c`` and interactive sessions fork.
+:func:`kill_kernels` ends every kernel the report's managers started (Ctrl-C: kernels run in
+sessions of their own, so the terminal's interrupt does not reach them).
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import importlib.util
-import multiprocessing
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import uuid
+import weakref
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
-__all__ = ["WarmKernelManager", "start_fork_server"]
+__all__ = ["TrackedKernelManager", "WarmKernelManager", "kill_kernels", "start_zygote"]
 
-_WARMUP_MODULE = "helpers._kernel_warmup"
-
-
-@functools.cache
-def _fork_context() -> multiprocessing.context.ForkServerContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([_WARMUP_MODULE])
-    return context
+_ZYGOTE_START_TIMEOUT = 60.0  # seconds for the zygote's warm-up and first fork
 
 
-def start_fork_server() -> None:
-    """Start the fork server now: it warms up in the background while the caller goes on."""
-    from multiprocessing import forkserver
+class _Zygote:
+    """This process's connection to the kernel zygote: fork requests, and the kernels' exit codes."""
 
-    _fork_context()
-    forkserver.ensure_running()
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "helpers._kernel_zygote", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,  # kernels inherit it; their stdout and stderr are ours
+        )
+        theirs.close()
+        self._socket = ours
+        self._lock = threading.Lock()  # one fork request at a time
+        self._changed = threading.Condition()
+        self._started: list[int] = []
+        self.exit_codes: dict[int, int] = {}
+        self.connected = True
+        threading.Thread(target=self._read, name="kernel-zygote", daemon=True).start()
+
+    def _read(self) -> None:
+        with self._socket.makefile("rb") as lines:
+            for line in lines:
+                message = json.loads(line)
+                with self._changed:
+                    if "started" in message:
+                        self._started.append(message["started"])
+                    else:
+                        self.exit_codes[message["exited"]] = message["code"]
+                    self._changed.notify_all()
+        with self._changed:
+            self.connected = False
+            self._changed.notify_all()
+
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str]) -> int:
+        """Fork a kernel; its pid. OSError if the zygote has gone or did not answer."""
+        request = json.dumps({"argv": argv, "cwd": cwd, "env": env}).encode() + b"\n"
+        with self._lock:
+            if not self.connected:
+                raise ConnectionError("the kernel zygote has exited")
+            self._socket.sendall(request)
+            with self._changed:
+                if not self._changed.wait_for(
+                    lambda: self._started or not self.connected, timeout=_ZYGOTE_START_TIMEOUT
+                ):
+                    raise TimeoutError(f"the kernel zygote did not fork within {_ZYGOTE_START_TIMEOUT:.0f} s")
+                if not self._started:
+                    raise ConnectionError("the kernel zygote exited (its warm-up failed?)")
+                return self._started.pop(0)
+
+    def wait(self, pid: int, timeout: float | None) -> int | None:
+        """The kernel's exit code once it has ended (None if still running after ``timeout``)."""
+        with self._changed:
+            self._changed.wait_for(lambda: pid in self.exit_codes or not self.connected, timeout)
+            return self._exit_code(pid)
+
+    def _exit_code(self, pid: int) -> int | None:
+        if pid in self.exit_codes:
+            return self.exit_codes[pid]
+        if self.connected:
+            return None
+        try:  # the zygote is gone; its orphans are reaped by init: alive while the pid exists
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return -signal.SIGKILL
+        return None
+
+    def poll(self, pid: int) -> int | None:
+        with self._changed:
+            return self._exit_code(pid)
+
+
+_zygote: _Zygote | None = None
+_zygote_lock = threading.Lock()
+
+
+def start_zygote() -> _Zygote:
+    """This process's kernel zygote, started on first use (it warms up while the caller goes on)."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is None or _zygote.process.poll() is not None:
+            _zygote = _Zygote()
+        return _zygote
 
 
 class _ForkedKernel:
     """The part of ``subprocess.Popen`` that jupyter_client's LocalProvisioner uses, for a kernel
-    forked from the fork server (not a child of this process: it is polled through
-    :mod:`multiprocessing`)."""
+    the zygote forked (its exit code comes from the zygote, which reaps it)."""
 
     stdin = stdout = stderr = None
 
-    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
-        self._process = process
-        self.pid = process.pid
+    def __init__(self, zygote: _Zygote, pid: int) -> None:
+        self._zygote, self.pid = zygote, pid
 
     @property
     def returncode(self) -> int | None:
-        return self._process.exitcode
+        return self._zygote.poll(self.pid)
 
     def poll(self) -> int | None:
-        return self._process.exitcode
+        return self._zygote.poll(self.pid)
 
     def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        if self._process.exitcode is None:
+        code = self._zygote.wait(self.pid, timeout)
+        if code is None:
             raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout or 0)
-        return self._process.exitcode
+        return code
 
     def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
+        if self.poll() is None:
+            os.kill(self.pid, signum)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -83,69 +150,27 @@ class _ForkedKernel:
         self.send_signal(signal.SIGKILL)
 
 
-def _kernel_main(argv: list[str], cwd: str, env: dict[str, str]) -> None:
-    """In the forked process: become what ``python -m ipykernel_launcher ARGV`` would be, then run.
-
-    multiprocessing has given this process its parent's sys.path, argv and working folder (it
-    assumes a continuation of the parent program); a kernel gets a new interpreter's instead.
-    """
-    os.setsid()  # a process group of its own, as jupyter_client gives the kernels it launches
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
-    warmup = sys.modules.get(_WARMUP_MODULE)
-    fresh_path = warmup.FRESH_SYS_PATH if warmup else sys.path
-    sys.path[:] = [p for p in fresh_path if p != ""]  # ipykernel_launcher drops the '' entry
-    # IPKernelApp read JPY_PARENT_PID when the fork server imported it: give it this kernel's
-    if os.environ.get("JPY_PARENT_PID"):
-        argv = [*argv, f"--IPKernelApp.parent_handle={os.environ['JPY_PARENT_PID']}"]
-    sys.argv = [importlib.util.find_spec("ipykernel_launcher").origin, *argv]
-    from ipykernel import kernelapp
-
-    try:
-        kernelapp.launch_new_instance(argv=argv)
-    finally:  # multiprocessing ends its processes with os._exit: run what the kernel registered
-        atexit._run_exitfuncs()
-
-
 class WarmProvisioner(LocalProvisioner):
-    """LocalProvisioner that forks this interpreter's ipykernel from the warmed fork server."""
+    """LocalProvisioner that has this interpreter's ipykernel forked by the kernel zygote."""
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         argv = _ipykernel_argv(cmd)
-        if argv is None or _main_script_reruns():
+        if argv is None:
             return await super().launch_kernel(cmd, **kwargs)
         cwd = str(kwargs.get("cwd") or os.getcwd())
         env = dict(kwargs.get("env") or os.environ)
-        if not kwargs.get("independent"):  # as jupyter_client's launcher: the kernel watches us
+        if not kwargs.get("independent"):  # as jupyter_client's launcher sets it
             env["JPY_PARENT_PID"] = str(os.getpid())
         try:
-            process = _fork_context().Process(target=_kernel_main, args=(argv, cwd, env), name="ipykernel")
-            process.start()
-        except Exception as exc:  # the fork server failed (its warm-up raised, ...): launch as usual
+            zygote = start_zygote()
+            pid = zygote.fork(argv, cwd, env)
+        except OSError as exc:  # the zygote could not start or warm up: launch as usual
             self.log.warning("warm kernel unavailable (%s); starting a new interpreter", exc)
             return await super().launch_kernel(cmd, **kwargs)
-        self.process = _ForkedKernel(process)
-        self.pid = self.pgid = process.pid
+        self.process = _ForkedKernel(zygote, pid)
+        self.pid = self.pgid = pid  # the kernel leads its own process group
         self.cwd = cwd
         return self.connection_info
-
-
-def _main_script_reruns() -> bool:
-    """Whether multiprocessing would re-run this program's main module in a forked process.
-
-    It does (``spawn.prepare``) for a main script, and for ``python -m module`` unless the module
-    is a package's ``__main__``; it does not for ``-c``, an interactive session, or a main named
-    ``ipython``.
-    """
-    main = sys.modules.get("__main__")
-    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
-    if spec_name is not None:
-        return not (spec_name == "__main__" or spec_name.endswith(".__main__"))
-    main_path = getattr(main, "__file__", None)
-    if main_path is None:
-        return False
-    return os.path.splitext(os.path.basename(main_path))[0] != "ipython"
 
 
 def _ipykernel_argv(cmd: list[str]) -> list[str] | None:
@@ -156,8 +181,19 @@ def _ipykernel_argv(cmd: list[str]) -> list[str] | None:
     return cmd[3:] if os.path.realpath(cmd[0]) == os.path.realpath(sys.executable) else None
 
 
-class WarmKernelManager(AsyncKernelManager):
-    """jupyter_client's AsyncKernelManager, launching through :class:`WarmProvisioner`."""
+_managers: weakref.WeakSet[TrackedKernelManager] = weakref.WeakSet()
+
+
+class TrackedKernelManager(AsyncKernelManager):
+    """AsyncKernelManager whose kernels :func:`kill_kernels` can end."""
+
+    async def _async_pre_start_kernel(self, **kw: Any):
+        _managers.add(self)
+        return await super()._async_pre_start_kernel(**kw)
+
+
+class WarmKernelManager(TrackedKernelManager):
+    """TrackedKernelManager launching through :class:`WarmProvisioner`."""
 
     async def _async_pre_start_kernel(self, **kw: Any):
         if self.provisioner is None:  # not None on restarts
@@ -166,3 +202,19 @@ class WarmKernelManager(AsyncKernelManager):
                 kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
             )
         return await super()._async_pre_start_kernel(**kw)
+
+
+def kill_kernels() -> int:
+    """SIGKILL the process group of every running kernel the tracked managers started; how many."""
+    killed = 0
+    for manager in list(_managers):
+        provisioner = manager.provisioner
+        process = getattr(provisioner, "process", None)
+        pgid = getattr(provisioner, "pgid", None)
+        if pgid and process is not None and process.poll() is None:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+                killed += 1
+            except OSError:  # already gone
+                pass
+    return killed

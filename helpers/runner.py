@@ -52,10 +52,11 @@ def execute(
 ) -> NotebookRun:
     """Execute one notebook into ``out_dir`` (ipynb, and HTML unless ``html=False``).
 
-    ``warm_kernel``: fork the kernel from the kit's warmed fork server (see
-    :mod:`helpers._warm_kernels`; worth it when several notebooks run) instead of starting one.
+    ``warm_kernel``: have the kit's kernel zygote fork the kernel (see :mod:`helpers._warm_kernels`;
+    worth it when several notebooks run) instead of starting one.
     """
     _skip_unused_iri_grammar()
+    import nbformat
     import papermill
     from traitlets.config import Config
 
@@ -69,13 +70,12 @@ def execute(
     if "report_dir" in papermill.inspect_notebook(str(notebook)):  # its own exports go beside it
         parameters.setdefault("report_dir", str(out_dir.resolve()))
     kernel_dir = tempfile.mkdtemp(prefix="atskit-kernel-")  # this kernel's own Unix sockets
-    engine_options = {}
-    if warm_kernel:
-        from helpers._warm_kernels import WarmKernelManager
+    from helpers._warm_kernels import TrackedKernelManager, WarmKernelManager
 
-        engine_options["kernel_manager_class"] = WarmKernelManager
+    manager_class = WarmKernelManager if warm_kernel else TrackedKernelManager
+    executed = None  # the executed notebook
     try:
-        papermill.execute_notebook(
+        executed = papermill.execute_notebook(
             str(notebook),
             str(partial_ipynb),
             parameters=parameters,
@@ -88,21 +88,25 @@ def execute(
             log_output=False,
             # a local kernel talks over Unix sockets in a folder of its own, not unencrypted TCP ports
             config=Config({"KernelManager": {"transport": "ipc", "ip": str(Path(kernel_dir) / "kernel")}}),
-            **engine_options,
+            kernel_manager_class=manager_class,
         )
-    except papermill.PapermillExecutionError as exc:
-        error = _unexpected_error(partial_ipynb, exc)
+    except papermill.PapermillExecutionError as exc:  # papermill saved the notebook before raising
+        executed = nbformat.read(partial_ipynb, as_version=4) if partial_ipynb.exists() else None
+        error = _unexpected_error(executed) if executed is not None else _one_line(exc)
     except Exception as exc:  # the kernel died, a parameter was refused, ...
         error = _one_line(exc)
     finally:
         shutil.rmtree(kernel_dir, ignore_errors=True)
-    if partial_ipynb.exists():  # reports never carry secrets: mask them before anything is exported
-        from helpers.redaction import redact, redact_notebook_file
+    if executed is None and partial_ipynb.exists():
+        executed = nbformat.read(partial_ipynb, as_version=4)
+    if executed is not None:  # reports never carry secrets: mask them before anything is exported
+        from helpers.redaction import redact, redact_notebook
 
-        redact_notebook_file(partial_ipynb)
+        redact_notebook(executed)
         error = redact(error) if error else error
-        os.replace(partial_ipynb, output_ipynb)
-    output_html = _export_html(output_ipynb) if html and output_ipynb.exists() else None
+        atomic_write_text(output_ipynb, nbformat.writes(executed))
+    partial_ipynb.unlink(missing_ok=True)
+    output_html = _export_html(output_ipynb, executed) if html and executed is not None else None
     return NotebookRun(
         notebook.stem, error is None, time.perf_counter() - started, output_ipynb, output_html, error
     )
@@ -118,32 +122,26 @@ def _skip_unused_iri_grammar() -> None:
         sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
-def _unexpected_error(executed_ipynb: Path, exc: BaseException) -> str | None:
+def _unexpected_error(executed) -> str | None:
     """The first error in a cell not tagged ``raises-exception``, or None if every error was expected.
 
     papermill reports any error output, even from cells tagged to fail (nbclient runs past those);
-    a notebook whose only errors are in tagged cells succeeded. Its error-marker cells are removed.
+    a notebook whose only errors are in tagged cells succeeded. Its error-marker cells are removed
+    from ``executed`` (in place).
     """
-    import nbformat
-
-    if not executed_ipynb.exists():
-        return _one_line(exc)
-    nb = nbformat.read(executed_ipynb, as_version=4)
-    nb.cells = [c for c in nb.cells if _ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])]
-    unexpected = None
-    for cell in nb.cells:
+    executed.cells = [
+        c for c in executed.cells if _ERROR_MARKER_TAG not in c.get("metadata", {}).get("tags", [])
+    ]
+    for cell in executed.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         failed = errors or cell.get("metadata", {}).get("papermill", {}).get("exception")
         if failed and "raises-exception" not in tags:
             ename, evalue = (errors[0]["ename"], errors[0]["evalue"]) if errors else ("Error", "")
-            unexpected = _error_line(ename, evalue, cell.get("execution_count"))
-            break
-    if unexpected is None:
-        for cell in nb.cells:  # an expected failure is not a failed cell in the report
-            cell.get("metadata", {}).get("papermill", {})["exception"] = False
-    nbformat.write(nb, executed_ipynb)
-    return unexpected
+            return _error_line(ename, evalue, cell.get("execution_count"))
+    for cell in executed.cells:  # an expected failure is not a failed cell in the report
+        cell.get("metadata", {}).get("papermill", {})["exception"] = False
+    return None
 
 
 _ERROR_MARKER_TAG = "papermill-error-cell-tag"
@@ -159,17 +157,18 @@ def _html_exporter():
     return HTMLExporter()
 
 
-def _export_html(ipynb: Path) -> Path:
-    """Render an executed notebook to HTML beside it.
+def _export_html(ipynb: Path, executed=None) -> Path:
+    """Render an executed notebook (``executed``, or read from ``ipynb``) to HTML beside ``ipynb``.
 
     One exporter for the process, its compiled templates reused; one export at a time (an exporter
     registers filters on itself while converting, and the work holds the GIL anyway).
     """
     import nbformat
 
-    notebook = nbformat.read(ipynb, as_version=4)
+    if executed is None:
+        executed = nbformat.read(ipynb, as_version=4)
     with _html_lock:
-        body, _ = _html_exporter().from_notebook_node(notebook)
+        body, _ = _html_exporter().from_notebook_node(executed)
     return atomic_write_text(ipynb.with_suffix(".html"), body)
 
 
@@ -199,18 +198,20 @@ def run_all(
     Notebooks are independent (each has its own kernel process, and its lab its own ephemeral
     port), so they run side by side: one thread each drives its kernel. The default is one per
     core and one more (a kernel starting, stopping or waiting on its lab leaves a core idle), at most
-    the number of notebooks. ``warm_kernels``: fork kernels from a warmed fork server
+    the number of notebooks. ``warm_kernels``: kernels are forked by the kit's kernel zygote
     (:mod:`helpers._warm_kernels`), which starts warming up here while this process goes on.
+    Interrupted (Ctrl-C), it ends the running kernels, drops the queued notebooks and re-raises.
     """
+    from helpers._warm_kernels import kill_kernels, start_zygote
+
     paths = notebook_paths(notebooks_dir)
     workers = workers or min((os.cpu_count() or 1) + 1, max(1, len(paths)))
     if warm_kernels:
-        from helpers._warm_kernels import start_fork_server
-
-        start_fork_server()
+        start_zygote()
     # longest first (a notebook's size is a fair proxy for its work): the cores finish together
     by_size = sorted(paths, key=lambda path: path.stat().st_size, reverse=True) if workers > 1 else paths
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook")
+    try:
         futures = {
             path: pool.submit(execute, path, Path(out_dir), warm_kernel=warm_kernels) for path in by_size
         }
@@ -218,3 +219,9 @@ def run_all(
             if not quiet:
                 print(future.result().line(), flush=True)
         return [futures[path].result() for path in paths]
+    except KeyboardInterrupt:  # kernels run in sessions of their own: Ctrl-C does not reach them
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_kernels()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,17 +1,20 @@
-"""Kernels forked from the warmed fork server behave as kernels started from nothing.
+"""Kernels forked by the kernel zygote behave as kernels started from nothing, and go away with
+the program that started them.
 
 A probe notebook records what a notebook can observe of its kernel (working folder, sys.path,
-argv, environment, pandas' display options, process group, signal handling); a cold kernel and a
-warm one must record the same. Whether the kernel really was forked is checked too (its parent
-is the fork server, not this process).
+argv, environment, pandas' and matplotlib's defaults, process group, signals, multiprocessing);
+a cold kernel and a warm one must record the same. Each test drives the runner from a new
+interpreter (``python -c``, or a main script), as ``make report`` does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -19,12 +22,19 @@ import pytest
 from helpers import _warm_kernels, runner
 
 PROBE = r"""
-import json, os, signal, sys
+import json, multiprocessing, os, signal, sys
+import numpy as np
 import pandas as pd
+
+def square(x):
+    return x * x
+
+with multiprocessing.Pool(2) as pool:  # a function defined in the notebook, in worker processes
+    squares = pool.map(square, [1, 2, 3])
 state = {
     "cwd": os.getcwd(),
     "sys_path": sys.path,
-    "argv0": os.path.basename(sys.argv[0]),
+    "argv": [os.path.basename(sys.argv[0]), *sys.argv[1:2]],
     "parent_pid_env": os.environ.get("JPY_PARENT_PID"),
     "probe_env": os.environ.get("ATSKIT_PROBE"),
     "own_process_group": os.getpgid(0) == os.getpid(),
@@ -34,74 +44,84 @@ state = {
         for name in ("max_columns", "max_rows", "width", "max_colwidth", "expand_frame_repr")
     },
     "main_module": sys.modules["__main__"].__name__,
-    "stdin_is_tty": sys.stdin.isatty() if sys.stdin else None,
+    "multiprocessing": [multiprocessing.current_process().name, multiprocessing.parent_process() is None,
+                        multiprocessing.get_start_method(), squares],
 }
+import matplotlib, matplotlib.pyplot as plt
+plt.plot([1, 2])
+plt.show()
+state["matplotlib_backend"] = matplotlib.get_backend()
 import atexit
 atexit.register(lambda: open("exited-" + mode, "w").close())
 print("STATE " + json.dumps(state))
 print("PPID", os.getppid())
+print("RANDOM", np.random.rand(), multiprocessing.current_process().authkey.hex())
+"""
+
+# A runner in a new interpreter: executes the notebooks given, prints one JSON line per notebook.
+DRIVER = """
+import json, os, sys
+from pathlib import Path
+with open(os.environ["DRIVER_RUNS"], "a") as runs:  # how many times this program ran
+    runs.write("run\\n")
+from helpers import runner
+out, mode, *notebooks = sys.argv[1:]
+for notebook in notebooks:
+    run = runner.execute(Path(notebook), Path(out), html=False, parameters={"mode": mode},
+                         warm_kernel=mode == "warm")
+    print(json.dumps({"ok": run.ok, "error": run.error, "ipynb": str(run.output_ipynb),
+                      "pid": os.getpid()}), flush=True)
 """
 
 
-def _probe_notebook(folder):
+def _notebook(folder, name: str, *sources: str):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_code_cell('mode = "cold"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(PROBE),
-    ]
-    path = folder / "99-probe.ipynb"
+    nb.cells = [nbformat.v4.new_code_cell('mode = "cold"', metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    path = folder / name
     nbformat.write(nb, path)
     return path
 
 
-# Runs one notebook from a new interpreter and prints what happened: the kernel path chosen
-# depends on how the program was started, so each test starts its own.
-DRIVER = """
-import json, os, sys
-from pathlib import Path
-from helpers import runner
-notebook, out, mode = sys.argv[1:4]
-run = runner.execute(Path(notebook), Path(out), html=False, parameters={"mode": mode},
-                     warm_kernel=mode == "warm")
-print(json.dumps({"ok": run.ok, "error": run.error, "ipynb": str(run.output_ipynb), "pid": os.getpid()}))
-"""
-
-
-def _drive(notebook, out, mode, *, as_script=None) -> dict:
-    """Execute ``notebook`` from a new ``python -c`` (or, given ``as_script``, a main script)."""
-    if as_script is None:
+def _drive(out, mode, *notebooks, script=None) -> list[dict]:
+    """Run the driver (``python -c``, or ``script`` as a main script without a main guard)."""
+    if script is None:
         command = [sys.executable, "-c", DRIVER]
     else:
-        as_script.write_text(DRIVER)  # no ``if __name__ == "__main__"`` guard, as in many scripts
-        command = [sys.executable, str(as_script)]
+        script.write_text(DRIVER)
+        command = [sys.executable, str(script)]
     proc = subprocess.run(
-        [*command, str(notebook), str(out), mode], capture_output=True, text=True, timeout=120
+        [*command, str(out), mode, *map(str, notebooks)], capture_output=True, text=True, timeout=180
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["ok"]:
-        nb = nbformat.read(result["ipynb"], as_version=4)
-        text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-        result["state"] = json.loads(text.split("STATE ", 1)[1].splitlines()[0])
-        result["kernel_ppid"] = int(text.split("PPID ", 1)[1].split()[0])
-    return result
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    for result in results:
+        if result["ok"]:
+            nb = nbformat.read(result["ipynb"], as_version=4)
+            text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+            result["figures"] = sum("image/png" in o.get("data", {}) for o in nb.cells[-1].outputs)
+            result["state"] = json.loads(text.split("STATE ", 1)[1].splitlines()[0])
+            result["kernel_ppid"] = int(text.split("PPID ", 1)[1].split()[0])
+            result["random"] = text.split("RANDOM ", 1)[1].split()
+    return results
 
 
 @pytest.fixture()
-def probe_folder(tmp_path, monkeypatch):
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
+def folder(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
     monkeypatch.setenv("ATSKIT_PROBE", "passed through")
-    return folder
+    monkeypatch.setenv("DRIVER_RUNS", str(tmp_path / "driver-runs.txt"))
+    return notebooks
 
 
-def test_a_warm_kernel_observes_what_a_cold_one_does(probe_folder, tmp_path):
-    notebook = _probe_notebook(probe_folder)
-    cold = _drive(notebook, tmp_path / "cold", "cold")
-    warm = _drive(notebook, tmp_path / "warm", "warm")
+def test_a_warm_kernel_observes_what_a_cold_one_does(folder, tmp_path):
+    notebook = _notebook(folder, "99-probe.ipynb", PROBE)
+    [cold] = _drive(tmp_path / "cold", "cold", notebook)
+    [warm] = _drive(tmp_path / "warm", "warm", notebook)
     assert cold["ok"] and warm["ok"], (cold["error"], warm["error"])
-    assert warm["kernel_ppid"] != warm["pid"]  # forked by the fork server the driver started
+    assert warm["kernel_ppid"] != warm["pid"]  # forked by the zygote the driver started
     assert cold["kernel_ppid"] == cold["pid"]  # started by the driver, as jupyter_client does
     # the same kernel as far as a notebook can tell (the driver's pid aside)
     assert warm["state"]["parent_pid_env"] == str(warm["pid"])
@@ -109,49 +129,110 @@ def test_a_warm_kernel_observes_what_a_cold_one_does(probe_folder, tmp_path):
     for result in (cold, warm):
         del result["state"]["parent_pid_env"]
     assert warm["state"] == cold["state"]
-    assert cold["state"]["cwd"] == str(probe_folder)  # the kernel starts in the notebook's folder
+    assert cold["state"]["cwd"] == str(folder)  # the kernel starts in the notebook's folder
     assert cold["state"]["probe_env"] == "passed through" and cold["state"]["own_process_group"]
     assert cold["state"]["pandas_display"]["max_columns"] == "20"  # pandas' default in a kernel
+    assert cold["state"]["multiprocessing"] == ["MainProcess", True, "fork", [1, 4, 9]]
+    assert "inline" in cold["state"]["matplotlib_backend"]
+    assert cold["figures"] == warm["figures"] == 1  # the plot shows inline in both
     # both ran the exit handlers the notebook registered, when their kernel shut down
-    assert (probe_folder / "exited-cold").exists() and (probe_folder / "exited-warm").exists()
+    assert (folder / "exited-cold").exists() and (folder / "exited-warm").exists()
 
 
-def test_a_main_script_gets_kernels_started_as_usual(probe_folder, tmp_path):
-    """multiprocessing would re-run the (unguarded) script in a forked kernel: none is forked."""
-    notebook = _probe_notebook(probe_folder)
-    result = _drive(notebook, tmp_path / "out", "warm", as_script=tmp_path / "driver.py")
+def test_kernels_forked_by_one_zygote_do_not_share_random_state(folder, tmp_path):
+    first = _notebook(folder, "01-probe.ipynb", PROBE)
+    second = _notebook(folder, "02-probe.ipynb", PROBE)
+    results = _drive(tmp_path / "out", "warm", first, second)
+    assert [r["ok"] for r in results] == [True, True], [r["error"] for r in results]
+    assert results[0]["kernel_ppid"] == results[1]["kernel_ppid"]  # the same zygote forked both
+    numpy_values, authkeys = zip(*(r["random"] for r in results), strict=True)
+    assert numpy_values[0] != numpy_values[1]  # numpy's global generator is reseeded
+    assert authkeys[0] != authkeys[1]  # so is multiprocessing's key
+
+
+def test_a_main_script_without_a_guard_gets_warm_kernels_and_runs_once(folder, tmp_path):
+    notebook = _notebook(folder, "99-probe.ipynb", PROBE)
+    [result] = _drive(tmp_path / "out", "warm", notebook, script=tmp_path / "driver.py")
     assert result["ok"], result["error"]
-    assert result["kernel_ppid"] == result["pid"]
+    assert result["kernel_ppid"] != result["pid"]
+    assert (tmp_path / "driver-runs.txt").read_text() == "run\n"  # the kernel did not re-run it
 
 
-def test_warm_kernels_report_expected_and_unexpected_errors(probe_folder, tmp_path):
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_code_cell('mode = "cold"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("1 / 0", metadata={"tags": ["raises-exception"]}),
-        nbformat.v4.new_code_cell("raise KeyError('not tagged')"),
-    ]
-    path = probe_folder / "98-errors.ipynb"
-    nbformat.write(nb, path)
-    result = _drive(path, tmp_path / "out", "warm")
+def test_warm_kernels_report_expected_and_unexpected_errors(folder, tmp_path):
+    notebook = _notebook(
+        folder,
+        "98-errors.ipynb",
+        "1 / 0",
+        "raise KeyError('not tagged')",
+    )
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[1].metadata["tags"] = ["raises-exception"]
+    nbformat.write(nb, notebook)
+    [result] = _drive(tmp_path / "out", "warm", notebook)
     assert not result["ok"]
     assert result["error"] == "KeyError: 'not tagged' (cell 4)"  # after papermill's injected cell
 
 
-def test_a_failed_fork_server_falls_back_to_starting_the_kernel(probe_folder, tmp_path, monkeypatch):
-    class Broken:
-        def Process(self, **_):  # noqa: N802 - multiprocessing's name
-            raise ConnectionRefusedError("fork server gone")
+def test_a_zygote_that_cannot_fork_falls_back_to_starting_the_kernel(folder, tmp_path, monkeypatch):
+    def broken():
+        raise ConnectionError("the kernel zygote has exited")
 
-    monkeypatch.setattr(_warm_kernels, "_fork_context", lambda: Broken())
-    monkeypatch.setattr(_warm_kernels, "_main_script_reruns", lambda: False)
-    notebook = _probe_notebook(probe_folder)
+    monkeypatch.setattr(_warm_kernels, "start_zygote", broken)
+    notebook = _notebook(folder, "99-probe.ipynb", "import os; print('PPID', os.getppid())")
     run = runner.execute(notebook, tmp_path / "out", html=False, warm_kernel=True)
     assert run.ok, run.error
     nb = nbformat.read(run.output_ipynb, as_version=4)
-    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    assert f"PPID {os.getpid()}" in text  # started by this process, as jupyter_client does
+    assert f"PPID {os.getpid()}" in nb.cells[-1].outputs[0]["text"]  # started here, as usual
+
+
+SLEEPER = """
+import os, pathlib, time
+pathlib.Path("pids").write_text(f"{os.getpid()} {os.getppid()}")
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie has ended
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+@pytest.mark.parametrize("how", ["interrupt", "kill"])
+def test_stopping_the_runner_ends_its_kernels(folder, tmp_path, how):
+    """Ctrl-C: the runner ends its kernels and exits 130. SIGKILL: zygote and kernels follow it."""
+    _notebook(folder, "01-sleeps.ipynb", SLEEPER)
+    _notebook(folder, "02-queued.ipynb", "print('should not run')")
+    code = (
+        "import sys\nfrom helpers import runner\n"
+        "try:\n    runner.run_all(sys.argv[1], notebooks_dir=__import__('pathlib').Path(sys.argv[2]),"
+        " workers=1, quiet=True)\nexcept KeyboardInterrupt:\n    sys.exit(130)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "out"), str(folder)])
+    try:
+        assert _wait_for(lambda: (folder / "pids").exists(), 60), "the notebook did not start"
+        kernel, zygote = map(int, (folder / "pids").read_text().split())
+        proc.send_signal(signal.SIGINT if how == "interrupt" else signal.SIGKILL)
+        code = proc.wait(timeout=30)
+        assert code == (130 if how == "interrupt" else -signal.SIGKILL)
+        assert _wait_for(lambda: not _alive(kernel), 15), "the kernel outlived the runner"
+        assert _wait_for(lambda: not _alive(zygote), 15), "the zygote outlived the runner"
+        assert not (tmp_path / "out" / "02-queued.ipynb").exists()  # queued notebooks are dropped
+    finally:
+        proc.kill()
 
 
 @pytest.mark.parametrize(
