@@ -2,12 +2,12 @@
 
 Prints medians over --repeat runs (default 3), the runs of each kind interleaved, of:
 - the report as `make report` runs it: ``python -m helpers run-notebooks`` in a new process (notebooks
-  side by side, kernels forked from the warmed fork server) - the figure the target is about;
+  side by side, kernels forked by the kit's warmed kernel zygote) - the figure the target is about;
 - baselines from the same run: the same with kernels started as Jupyter starts them (side by side,
   then one at a time); their ratios;
 - each notebook's own time (execution + HTML export), warm and cold, from those runs;
-- fixed costs: a kernel start with an empty notebook (cold, and forked from a warm fork server),
-  the fork server's warm-up (``import helpers._kernel_warmup`` in a new interpreter), exporting one
+- fixed costs: a kernel start with an empty notebook (cold, and forked by a warm zygote),
+  the zygote's warm-up (``import helpers._kernel_warmup`` in a new interpreter), exporting one
   notebook to HTML.
 Target: the whole report in at most 15 s on a 2-core machine.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_SECONDS = 15.0
 
-# A new interpreter (python -c: no main script, so kernels may be forked) running the report.
+# A new interpreter running the report.
 _RUN_ALL = """
 import json, sys, time
 started = time.perf_counter()
@@ -44,15 +44,15 @@ import json, sys, tempfile, time
 from pathlib import Path
 import nbformat
 from helpers import runner
-from helpers._warm_kernels import start_fork_server
+from helpers._warm_kernels import start_zygote
 nb = nbformat.v4.new_notebook()
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]})]
 folder = Path(tempfile.mkdtemp())
 nbformat.write(nb, folder / "00-empty.ipynb")
 warm = sys.argv[1] == "warm"
-if warm:  # a warm fork server, as after the report's first notebook
-    start_fork_server()
+if warm:  # a warm zygote, as after the report's first notebook
+    start_zygote()
     runner.execute(folder / "00-empty.ipynb", folder / "first", html=False, warm_kernel=True)
 started = time.perf_counter()
 run = runner.execute(folder / "00-empty.ipynb", folder / "out", html=False, warm_kernel=warm)
@@ -130,10 +130,10 @@ def main() -> int:
         "empty notebook, kernel started (cold)": [
             _python(_EMPTY_KERNEL, "cold")["total"] for _ in range(args.repeat)
         ],
-        "empty notebook, kernel forked from the warm fork server": [
+        "empty notebook, kernel forked by the warm zygote": [
             _python(_EMPTY_KERNEL, "warm")["total"] for _ in range(args.repeat)
         ],
-        "fork server warm-up: import helpers._kernel_warmup (new interpreter)": [
+        "zygote warm-up: import helpers._kernel_warmup (new interpreter)": [
             _command_seconds(sys.executable, "-c", "import helpers._kernel_warmup")
             for _ in range(args.repeat)
         ],

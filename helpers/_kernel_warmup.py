@@ -1,9 +1,10 @@
 """The start-up every notebook kernel repeats, done once: imported by the kernel zygote behind
 ``make report`` (:mod:`helpers._kernel_zygote`) before any kernel is forked from it.
 
-It imports ipykernel, the kit and the libraries behind it (matplotlib included), and builds the
-kit's per-process caches (the certifi data, the lab's twin PKI, moto's server application). It
-starts no thread and leaves no socket or file open: processes are forked from the state it leaves.
+Importing it imports ipykernel, the kit and the libraries behind it, and builds the kit's
+per-process caches (the certifi data, the lab's twin PKI, moto's server application); :func:`later`
+imports what only some notebooks use. Neither starts a thread or leaves a socket or file open:
+processes are forked from the state they leave.
 """
 
 from __future__ import annotations
@@ -20,6 +21,30 @@ import pandas as pd
 
 from helpers import _lab_twins, bundles, chains, endpoints, lab, report, upgrade  # noqa: F401
 
+
+def _check_no_threads() -> None:
+    if threading.active_count() != 1:  # forking a process with other threads running is unsafe
+        raise RuntimeError(f"kernel warm-up left threads running: {threading.enumerate()}")
+
+
+def later() -> None:
+    """The second part of the warm-up, for the zygote to do once it has forked the first kernels:
+    what only some notebooks use (matplotlib: notebook 02), off the report's start-up path."""
+    # matplotlib reads MPLBACKEND on import; a kernel has it set (ipykernel sets its inline
+    # backend unless MPLBACKEND names another) before any notebook imports matplotlib.
+    if "matplotlib" in sys.modules:
+        return
+    inline = not os.environ.get("MPLBACKEND")
+    if inline:
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        import matplotlib.pyplot  # noqa: F401
+    finally:
+        if inline:
+            del os.environ["MPLBACKEND"]
+    _check_no_threads()
+
+
 # ipykernel imports its debugger (debugpy) when a kernel starts; debugpy warns on import about
 # frozen modules unless told not to, to a stream the kernel would have swallowed.
 _quiet = "PYDEVD_DISABLE_FILE_VALIDATION" not in os.environ
@@ -29,19 +54,6 @@ import ipykernel.debugger  # noqa: E402, F401
 
 if _quiet:
     del os.environ["PYDEVD_DISABLE_FILE_VALIDATION"]
-
-# matplotlib reads MPLBACKEND on import; a kernel has it set (ipykernel sets its inline backend
-# unless MPLBACKEND names another) before any notebook imports matplotlib.
-if "matplotlib" in sys.modules:  # imported above without the kernel's backend: warm-up is wrong
-    raise RuntimeError("matplotlib was imported before the kernel's MPLBACKEND was set")
-_inline = not os.environ.get("MPLBACKEND")
-if _inline:
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-import matplotlib.pyplot  # noqa: E402, F401
-
-if _inline:
-    del os.environ["MPLBACKEND"]
-
 
 # pandas sets this default on import from whether it runs in a Jupyter kernel (20) or a terminal
 # (0: fit the terminal); imported here, outside any kernel, it would take the terminal's.
@@ -53,5 +65,4 @@ lab._installed_view()  # the lab's trust view of the installed certifi
 lab._moto_dispatcher()  # moto's server application (imports moto's core)
 lab._server_classes()  # werkzeug's server and moto's request handler
 
-if threading.active_count() != 1:  # forking a process with other threads running is unsafe
-    raise RuntimeError(f"kernel warm-up left threads running: {threading.enumerate()}")
+_check_no_threads()

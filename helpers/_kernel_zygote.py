@@ -29,13 +29,15 @@ import threading
 import traceback
 from pathlib import Path
 
+_QUIET_BEFORE_LATER = 0.3  # seconds without a request before the second part of the warm-up
+
 
 def main(argv: list[str]) -> int:
     # As ipykernel_launcher: no working-folder entry on sys.path (IPython adds '' back later).
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]
     environ_before = dict(os.environ)
-    import helpers._kernel_warmup  # noqa: F401 - the start-up every kernel would repeat
+    from helpers import _kernel_warmup  # the start-up every kernel would repeat
 
     # variables the warm-up's imports set (debugpy sets some): a kernel would have set them too
     set_by_imports = {k: v for k, v in os.environ.items() if environ_before.get(k) != v}
@@ -48,8 +50,15 @@ def main(argv: list[str]) -> int:
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
     reader = control.makefile("rb")
+    warm_later = True  # the rest of the warm-up, once requests pause (the first come together)
     while True:
-        for key, _ in selector.select():
+        events = selector.select(timeout=_QUIET_BEFORE_LATER if warm_later else None)
+        if not events and warm_later:
+            _kernel_warmup.later()
+            set_by_imports.update({k: v for k, v in os.environ.items() if environ_before.get(k) != v})
+            warm_later = False
+            continue
+        for key, _ in events:
             if key.fileobj is wake_r:
                 os.read(wake_r, 4096)
                 _report_exits(control)
