@@ -9,7 +9,9 @@ Prints medians over --repeat runs (default 3), the runs of each kind interleaved
 - fixed costs: a kernel start with an empty notebook (cold, and forked by a warm zygote),
   the zygote's warm-up (``import helpers._kernel_warmup`` in a new interpreter), exporting one
   notebook to HTML.
-Target: the whole report in at most 15 s on a 2-core machine.
+Target: the whole report in at most 15 s on a 2-core machine. The machine's own speed is printed
+too (a fixed pure-Python loop, before and after): on a shared virtual machine it can change by half
+or more within minutes, and every figure here moves with it; compare figures from one run.
 
 Usage: .venv/bin/python bench/bench_report.py [--repeat N]
 """
@@ -84,11 +86,19 @@ def _html_export(executed_ipynb: Path) -> float:
     return _command_seconds(sys.executable, "-c", code, str(executed_ipynb))
 
 
+def _speed_reference() -> float:
+    """Seconds a fixed pure-Python loop takes: this machine's speed at the moment."""
+    started = time.perf_counter()
+    sum(i * i for i in range(10**7))
+    return time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (default 3)")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; median of {args.repeat} runs each, the kinds interleaved")
+    speed_before = _speed_reference()
 
     kinds = {
         "make report (python -m helpers run-notebooks)": None,
@@ -143,6 +153,7 @@ def main() -> int:
         f"HTML export of the executed {html_name} (new interpreter)": html_timings,
     }
 
+    speed_after = _speed_reference()
     medians = {kind: statistics.median(values) for kind, values in totals.items()}
     report = medians["make report (python -m helpers run-notebooks)"]
     print()
@@ -155,6 +166,7 @@ def main() -> int:
     for name in sorted(per_notebook["warm"]):
         warm, cold = (statistics.median(per_notebook[m][name]) for m in ("warm", "cold"))
         print(f"  {warm:5.1f} s warm  {cold:5.1f} s cold  {name}")
+    print(f"\nmachine speed reference (fixed loop): {speed_before:.2f} s before, {speed_after:.2f} s after")
     print("\nfixed costs:")
     for name, values in fixed.items():
         print(f"  {statistics.median(values):6.2f} s  {name}")

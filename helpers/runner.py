@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -9,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,23 @@ def execute(
     ``warm_kernel``: have the kit's kernel zygote fork the kernel (see :mod:`helpers._warm_kernels`;
     worth it when several notebooks run) instead of starting one.
     """
+    run, executed = _execute(notebook, out_dir, parameters=parameters, warm_kernel=warm_kernel)
+    return _with_html(run, executed) if html and executed is not None else run
+
+
+def _with_html(run: NotebookRun, executed) -> NotebookRun:
+    """``run`` with its notebook exported to HTML (and the export's time added)."""
+    started = time.perf_counter()
+    output_html = _export_html(run.output_ipynb, executed)
+    return dataclasses.replace(
+        run, output_html=output_html, seconds=run.seconds + time.perf_counter() - started
+    )
+
+
+def _execute(
+    notebook: Path, out_dir: Path, *, parameters: dict | None = None, warm_kernel: bool = False
+) -> tuple[NotebookRun, object | None]:
+    """Execute and redact one notebook: how it went, and the executed notebook (None if none)."""
     _skip_unused_iri_grammar()
     import nbformat
     import papermill
@@ -106,10 +124,8 @@ def execute(
         error = redact(error) if error else error
         atomic_write_text(output_ipynb, nbformat.writes(executed))
     partial_ipynb.unlink(missing_ok=True)
-    output_html = _export_html(output_ipynb, executed) if html and executed is not None else None
-    return NotebookRun(
-        notebook.stem, error is None, time.perf_counter() - started, output_ipynb, output_html, error
-    )
+    seconds = time.perf_counter() - started
+    return NotebookRun(notebook.stem, error is None, seconds, output_ipynb, None, error), executed
 
 
 def _skip_unused_iri_grammar() -> None:
@@ -211,17 +227,32 @@ def run_all(
     # longest first (a notebook's size is a fair proxy for its work): the cores finish together
     by_size = sorted(paths, key=lambda path: path.stat().st_size, reverse=True) if workers > 1 else paths
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook")
+    # HTML exports run on a thread of their own: a notebook's thread goes on to the next notebook
+    exports = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html")
     try:
-        futures = {
-            path: pool.submit(execute, path, Path(out_dir), warm_kernel=warm_kernels) for path in by_size
+        pending = {
+            pool.submit(_execute, path, Path(out_dir), warm_kernel=warm_kernels): path for path in by_size
         }
-        for future in as_completed(futures.values()):
-            if not quiet:
-                print(future.result().line(), flush=True)
-        return [futures[path].result() for path in paths]
+        runs: dict[Path, NotebookRun] = {}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                path, result = pending.pop(future), future.result()
+                if isinstance(result, tuple):  # executed: export it, unless nothing was executed
+                    run, executed = result
+                    if executed is not None:
+                        pending[exports.submit(_with_html, run, executed)] = path
+                        continue
+                    result = run
+                runs[path] = result
+                if not quiet:
+                    print(result.line(), flush=True)
+        return [runs[path] for path in paths]
     except KeyboardInterrupt:  # kernels run in sessions of their own: Ctrl-C does not reach them
-        pool.shutdown(wait=False, cancel_futures=True)
+        for executor in (pool, exports):
+            executor.shutdown(wait=False, cancel_futures=True)
         kill_kernels()
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for executor in (pool, exports):
+            executor.shutdown(wait=True, cancel_futures=True)
