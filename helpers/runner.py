@@ -168,9 +168,19 @@ _html_lock = threading.Lock()
 
 @functools.cache
 def _html_exporter():
+    import nbformat
     from nbconvert import HTMLExporter
 
-    return HTMLExporter()
+    exporter = HTMLExporter()
+    # a first, tiny export compiles the templates and the parsers' patterns, once
+    cells = [nbformat.v4.new_markdown_cell("*warm-up*"), nbformat.v4.new_code_cell("x = 1")]
+    exporter.from_notebook_node(nbformat.v4.new_notebook(cells=cells))
+    return exporter
+
+
+def _prepare_html_exporter() -> None:
+    with _html_lock:
+        _html_exporter()
 
 
 def _export_html(ipynb: Path, executed=None) -> Path:
@@ -229,6 +239,7 @@ def run_all(
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook")
     # HTML exports run on a thread of their own: a notebook's thread goes on to the next notebook
     exports = ThreadPoolExecutor(max_workers=1, thread_name_prefix="html")
+    exports.submit(_prepare_html_exporter)  # while the kernels warm up, a core is idle
     try:
         pending = {
             pool.submit(_execute, path, Path(out_dir), warm_kernel=warm_kernels): path for path in by_size
