@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     from helpers import _kernel_warmup  # the start-up every kernel would repeat
 
     # variables the warm-up's imports set (debugpy sets some): a kernel would have set them too
-    set_by_imports = {k: v for k, v in os.environ.items() if environ_before.get(k) != v}
+    set_by_imports = _set_since(environ_before)
     control = socket.socket(fileno=int(argv[0]))
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         events = selector.select(timeout=_QUIET_BEFORE_LATER if warm_later else None)
         if not events and warm_later:
             _kernel_warmup.later()
-            set_by_imports.update({k: v for k, v in os.environ.items() if environ_before.get(k) != v})
+            set_by_imports = _set_since(environ_before)
             warm_later = False
             continue
         for key, _ in events:
@@ -75,6 +75,11 @@ def main(argv: list[str]) -> int:
                 control.close()
                 _become_kernel(request, set_by_imports)  # does not return
             _send(control, {"started": pid})
+
+
+def _set_since(environ_before: dict[str, str]) -> dict[str, str]:
+    """Environment variables set or changed since ``environ_before`` was taken."""
+    return {k: v for k, v in os.environ.items() if environ_before.get(k) != v}
 
 
 def _report_exits(control: socket.socket) -> None:

@@ -91,6 +91,7 @@ def _execute(
     from helpers._warm_kernels import TrackedKernelManager, WarmKernelManager
 
     manager_class = WarmKernelManager if warm_kernel else TrackedKernelManager
+    partial_ipynb.unlink(missing_ok=True)  # an interrupted earlier run's is not this run's
     executed = None  # the executed notebook
     try:
         executed = papermill.execute_notebook(
@@ -115,8 +116,6 @@ def _execute(
         error = _one_line(exc)
     finally:
         shutil.rmtree(kernel_dir, ignore_errors=True)
-    if executed is None and partial_ipynb.exists():
-        executed = nbformat.read(partial_ipynb, as_version=4)
     if executed is not None:  # reports never carry secrets: mask them before anything is exported
         from helpers.redaction import redact, redact_notebook
 
