@@ -3,7 +3,7 @@
 
 Importing it imports ipykernel, the kit and the libraries behind it, and builds the kit's
 per-process caches (the certifi data, the lab's twin PKI, moto's server application); :func:`later`
-imports what only some notebooks use. Neither starts a thread or leaves a socket or file open:
+imports what only some notebooks use. Neither leaves a thread running or a socket or file open:
 processes are forked from the state they leave.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import ipykernel.ipkernel  # noqa: F401 - imported for the kernels forked from here
 import ipykernel.kernelapp  # noqa: F401
@@ -59,10 +60,14 @@ if _quiet:
 # (0: fit the terminal); imported here, outside any kernel, it would take the terminal's.
 pd.set_option("display.max_columns", 20)
 
-bundles.history()  # the certifi data, parsed and indexed
-_lab_twins.pki().leaves(lab.DEFAULT_REGION)  # the lab's twin CAs and server certificates (RSA keys)
+# the lab's twin CAs and server certificates: their RSA keys are made without holding the GIL, so
+# on a thread they take a core the imports below leave idle
+with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-up") as _pool:
+    _lab_pki = _pool.submit(lambda: _lab_twins.pki().leaves(lab.DEFAULT_REGION))
+    bundles.history()  # the certifi data, parsed and indexed
+    lab._moto_dispatcher()  # moto's server application (imports moto's core), its routes built
+    lab._server_classes()  # werkzeug's server and moto's request handler
+    _lab_pki.result()  # re-raises what went wrong there
 lab._installed_view()  # the lab's trust view of the installed certifi
-lab._moto_dispatcher()  # moto's server application (imports moto's core)
-lab._server_classes()  # werkzeug's server and moto's request handler
 
 _check_no_threads()

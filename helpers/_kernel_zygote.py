@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib.util
 import json
 import os
@@ -28,17 +29,19 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 _QUIET_BEFORE_LATER = 0.3  # seconds without a request before the second part of the warm-up
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> NoReturn:
     # As ipykernel_launcher: no working-folder entry on sys.path (IPython adds '' back later).
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]
     environ_before = dict(os.environ)
     from helpers import _kernel_warmup  # the start-up every kernel would repeat
 
+    gc.freeze()  # the warm heap: a kernel's collections skip it rather than walk (and copy) it
     # variables the warm-up's imports set (debugpy sets some): a kernel would have set them too
     set_by_imports = _set_since(environ_before)
     control = socket.socket(fileno=int(argv[0]))
@@ -55,6 +58,7 @@ def main(argv: list[str]) -> int:
         events = selector.select(timeout=_QUIET_BEFORE_LATER if warm_later else None)
         if not events and warm_later:
             _kernel_warmup.later()
+            gc.freeze()
             set_by_imports = _set_since(environ_before)
             warm_later = False
             continue
@@ -65,7 +69,7 @@ def main(argv: list[str]) -> int:
                 continue
             line = reader.readline()
             if not line:  # the runner has gone: so does the zygote
-                return 0
+                _exit(0)
             request = json.loads(line)
             pid = os.fork()
             if pid == 0:
@@ -98,7 +102,7 @@ def _send(control: socket.socket, message: dict) -> None:
     control.sendall(json.dumps(message).encode() + b"\n")
 
 
-def _become_kernel(request: dict, set_by_imports: dict[str, str]) -> None:
+def _become_kernel(request: dict, set_by_imports: dict[str, str]) -> NoReturn:
     """In the forked process: become the requested kernel, run it, and exit as a kernel exits."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -127,10 +131,11 @@ def _become_kernel(request: dict, set_by_imports: dict[str, str]) -> None:
     _exit(code)
 
 
-def _exit(code: int) -> None:
+def _exit(code: int) -> NoReturn:
     """End as the interpreter would: wait for non-daemon threads, run the exit handlers (atexit,
-    weakref finalizers), flush; then skip tearing down, module by module, the zygote's large heap
-    (it takes a second or more, and nothing a notebook registered runs in it)."""
+    weakref finalizers), flush; then skip tearing down, module by module, the warm-up's large heap
+    (it takes a second or more, and nothing a notebook registered runs in it). Kernels and the
+    zygote itself end this way."""
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
@@ -142,4 +147,4 @@ def _exit(code: int) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    main(sys.argv[1:])

@@ -83,13 +83,43 @@ def chain_for(server_name: str | None, region: str) -> str:
 @functools.cache
 def _moto_dispatcher():
     """moto's own server application (dispatches on the SigV4 signing name), shared by all labs,
-    with the applications of the two services a lab serves made up front, not on a first request."""
+    with the applications of the two services a lab serves made, and their routes built, up front
+    rather than on a lab's first requests."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     dispatcher = DomainDispatcherApplication(create_backend_app)
     for backend in ("iot", "iotdata"):  # moto's backend names for iot and iot-data
         dispatcher.app_instances[backend] = create_backend_app(backend)
+    _first_requests(dispatcher)
     return dispatcher
+
+
+def _first_requests(dispatcher) -> list[int]:
+    """Send ``dispatcher`` one request per service, in-process (ListThings, Publish); forget the
+    state they leave; return their HTTP status codes.
+
+    moto builds a service's request router (its botocore model, a werkzeug rule map: about 0.4 s
+    each) on that service's first request; done here, every lab served from this process starts
+    with them built.
+    """
+    from werkzeug.test import Client
+
+    account_id = "999000000000"  # below every lab's (999000000001, ...)
+    client = Client(dispatcher)
+    codes = []
+    for signing_name, host, method, path in (
+        ("iot", f"iot.{DEFAULT_REGION}.amazonaws.com", "GET", "/things"),
+        ("iotdata", f"data-ats.iot.{DEFAULT_REGION}.amazonaws.com", "POST", "/topics/atskit/warm-up"),
+    ):
+        scope = f"{FAKE_ACCESS_KEY_ID}/20200101/{DEFAULT_REGION}/{signing_name}/aws4_request"
+        headers = {
+            "Host": host,
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0",
+            "X-Moto-Account-Id": account_id,
+        }
+        codes.append(client.open(path, method=method, headers=headers).status_code)
+    _drop_moto_state(account_id)
+    return codes
 
 
 def _server_classes():

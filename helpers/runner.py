@@ -167,6 +167,7 @@ _html_lock = threading.Lock()
 
 @functools.cache
 def _html_exporter():
+    _skip_unused_iri_grammar()  # this thread may be the first to import nbformat
     import nbformat
     from nbconvert import HTMLExporter
 

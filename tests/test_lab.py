@@ -368,6 +368,15 @@ def test_start_and_stop_are_idempotent_and_a_stopped_lab_says_so():
     one.stop()
 
 
+def test_moto_routes_are_built_up_front_and_leave_no_state_behind():
+    from moto.iot.models import iot_backends
+    from moto.iotdata.models import iotdata_backends
+
+    dispatcher = lab._moto_dispatcher()
+    assert lab._first_requests(dispatcher) == [200, 200]  # routed and handled (a miss is a 404)
+    assert "999000000000" not in iot_backends and "999000000000" not in iotdata_backends
+
+
 def test_botocore_retry_table_reads_the_installed_botocore():
     table = lab.botocore_retries().set_index("retry_mode")
     assert table.loc["standard", "attempts"] == standard.DEFAULT_MAX_ATTEMPTS

@@ -47,6 +47,13 @@ state = {
     "multiprocessing": [multiprocessing.current_process().name, multiprocessing.parent_process() is None,
                         multiprocessing.get_start_method(), squares],
 }
+import gc, weakref
+class Node: pass
+node = Node(); node.itself = node  # a reference cycle only the garbage collector can free
+gone = weakref.ref(node)
+del node
+gc.collect()
+state["gc"] = [gc.isenabled(), gone() is None]
 import matplotlib, matplotlib.pyplot as plt
 plt.plot([1, 2])
 plt.show()
@@ -134,6 +141,7 @@ def test_a_warm_kernel_observes_what_a_cold_one_does(folder, tmp_path):
     assert cold["state"]["probe_env"] == "passed through" and cold["state"]["own_process_group"]
     assert cold["state"]["pandas_display"]["max_columns"] == "20"  # pandas' default in a kernel
     assert cold["state"]["multiprocessing"] == ["MainProcess", True, "fork", [1, 4, 9]]
+    assert cold["state"]["gc"] == [True, True]  # a notebook's garbage is collected (the warm-up's frozen)
     assert "inline" in cold["state"]["matplotlib_backend"]
     assert cold["figures"] == warm["figures"] == 1  # the plot shows inline in both
     # both ran the exit handlers the notebook registered, when their kernel shut down
@@ -212,10 +220,12 @@ def _wait_for(predicate, seconds: float) -> bool:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
-@pytest.mark.parametrize("how", ["interrupt", "kill"])
-def test_stopping_the_runner_ends_its_kernels(folder, tmp_path, how):
-    """Ctrl-C: the runner ends its kernels and exits 130. SIGKILL: zygote and kernels follow it."""
-    _notebook(folder, "01-sleeps.ipynb", SLEEPER)
+@pytest.mark.parametrize("how", ["finish", "interrupt", "kill"])
+def test_kernels_and_zygote_end_with_the_runner(folder, tmp_path, how):
+    """Finished: the zygote exits. Ctrl-C: the runner ends its kernels and exits 130. SIGKILL:
+    zygote and kernels follow it."""
+    sleeper = SLEEPER.replace("time.sleep(120)", "") if how == "finish" else SLEEPER
+    _notebook(folder, "01-sleeps.ipynb", sleeper)
     _notebook(folder, "02-queued.ipynb", "print('should not run')")
     code = (
         "import sys\nfrom helpers import runner\n"
@@ -226,12 +236,14 @@ def test_stopping_the_runner_ends_its_kernels(folder, tmp_path, how):
     try:
         assert _wait_for(lambda: (folder / "pids").exists(), 60), "the notebook did not start"
         kernel, zygote = map(int, (folder / "pids").read_text().split())
-        proc.send_signal(signal.SIGINT if how == "interrupt" else signal.SIGKILL)
-        code = proc.wait(timeout=30)
-        assert code == (130 if how == "interrupt" else -signal.SIGKILL)
+        if how != "finish":
+            proc.send_signal(signal.SIGINT if how == "interrupt" else signal.SIGKILL)
+        code = proc.wait(timeout=60)
+        assert code == {"finish": 0, "interrupt": 130, "kill": -signal.SIGKILL}[how]
         assert _wait_for(lambda: not _alive(kernel), 15), "the kernel outlived the runner"
         assert _wait_for(lambda: not _alive(zygote), 15), "the zygote outlived the runner"
-        assert not (tmp_path / "out" / "02-queued.ipynb").exists()  # queued notebooks are dropped
+        # queued notebooks are dropped when interrupted
+        assert (tmp_path / "out" / "02-queued.ipynb").exists() == (how == "finish")
     finally:
         proc.kill()
 
