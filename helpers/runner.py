@@ -189,6 +189,7 @@ def _export_html(ipynb: Path, executed=None) -> Path:
     One exporter for the process, its compiled templates reused; one export at a time (an exporter
     registers filters on itself while converting, and the work holds the GIL anyway).
     """
+    _skip_unused_iri_grammar()
     import nbformat
 
     if executed is None:

@@ -20,3 +20,24 @@ def test_every_notebook_runs_and_exports_as_make_report_runs_them(tmp_path):
     assert [run.notebook for run in runs] == [path.stem for path in runner.notebook_paths()]
     assert all(run.ok for run in runs), [run.line() for run in runs if not run.ok]
     assert all(run.output_html is not None and run.output_html.exists() for run in runs)
+
+
+def test_exporting_html_alone_does_not_build_the_unused_iri_grammar(tmp_path):
+    """An export on its own (no notebook executed first in the process) loads nbformat without
+    jsonschema's rfc3987 IRI grammar, as executing does: it costs seconds and nbformat never uses it."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    ipynb = tmp_path / "one.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), ipynb)
+    code = (
+        "import sys; from pathlib import Path; from helpers import runner; "
+        "html = runner._export_html(Path(sys.argv[1])); "
+        "print(html.exists(), sys.modules.get('rfc3987_syntax', 'not imported'))"
+    )
+    command = [sys.executable, "-c", code, str(ipynb)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "None"]  # set aside before nbformat loaded, never imported
