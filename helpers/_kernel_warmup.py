@@ -60,14 +60,19 @@ if _quiet:
 # (0: fit the terminal); imported here, outside any kernel, it would take the terminal's.
 pd.set_option("display.max_columns", 20)
 
-# the lab's twin CAs and server certificates: their RSA keys are made without holding the GIL, so
-# on a thread they take a core the imports below leave idle
-with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-up") as _pool:
-    _lab_pki = _pool.submit(lambda: _lab_twins.pki().leaves(lab.DEFAULT_REGION))
-    bundles.history()  # the certifi data, parsed and indexed
-    lab._moto_dispatcher()  # moto's server application (imports moto's core), its routes built
-    lab._server_classes()  # werkzeug's server and moto's request handler
-    _lab_pki.result()  # re-raises what went wrong there
-lab._installed_view()  # the lab's trust view of the installed certifi
 
+def _warm_up_the_lab() -> None:
+    """moto's application and the lab's twin PKI, side by side: the PKI's RSA keys are made without
+    holding the GIL, on a core that importing moto leaves idle."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-up") as pool:
+        # the twin CAs and server certificates (the certifi data they may read is loaded already)
+        leaves = pool.submit(lambda: _lab_twins.pki().leaves(lab.DEFAULT_REGION))
+        lab._moto_dispatcher()  # moto's server application (imports moto's core), its routes built
+        lab._server_classes()  # werkzeug's server and moto's request handler
+        leaves.result()  # re-raises what went wrong there
+    lab._installed_view()  # the lab's trust view of the installed certifi
+
+
+bundles.history()  # the certifi data, parsed and indexed
+_warm_up_the_lab()
 _check_no_threads()

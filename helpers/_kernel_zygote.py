@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import importlib.util
 import json
 import os
@@ -41,7 +40,6 @@ def main(argv: list[str]) -> NoReturn:
     environ_before = dict(os.environ)
     from helpers import _kernel_warmup  # the start-up every kernel would repeat
 
-    gc.freeze()  # the warm heap: a kernel's collections skip it rather than walk (and copy) it
     # variables the warm-up's imports set (debugpy sets some): a kernel would have set them too
     set_by_imports = _set_since(environ_before)
     control = socket.socket(fileno=int(argv[0]))
@@ -58,7 +56,6 @@ def main(argv: list[str]) -> NoReturn:
         events = selector.select(timeout=_QUIET_BEFORE_LATER if warm_later else None)
         if not events and warm_later:
             _kernel_warmup.later()
-            gc.freeze()
             set_by_imports = _set_since(environ_before)
             warm_later = False
             continue
@@ -132,13 +129,11 @@ def _become_kernel(request: dict, set_by_imports: dict[str, str]) -> NoReturn:
 
 
 def _exit(code: int) -> NoReturn:
-    """End as the interpreter would: wait for non-daemon threads, run the exit handlers (atexit,
-    weakref finalizers), flush; then skip tearing down, module by module, the warm-up's large heap
-    (it takes a second or more, and nothing a notebook registered runs in it). Kernels and the
-    zygote itself end this way."""
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    """End as the interpreter would: threading's exit hooks (``concurrent.futures`` stops its
+    workers there) and a wait for non-daemon threads, the exit handlers (atexit, weakref finalizers),
+    a flush; then skip tearing down, module by module, the warm-up's large heap (it takes a second
+    or more, and nothing a notebook registered runs in it). Kernels and the zygote end this way."""
+    threading._shutdown()  # what the interpreter calls first on its way out
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):  # a closed or detached stream: nothing to flush

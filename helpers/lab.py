@@ -420,11 +420,13 @@ def twin_roots_path() -> Path:
 
 
 def _drop_moto_state(account_id: str) -> None:
-    """Forget the IoT things and shadows moto holds for one lab account."""
+    """Forget what moto holds for one lab account: IoT things and shadows, and the IAM backend moto
+    makes for each account it sees a request from."""
+    from moto.iam.models import iam_backends
     from moto.iot.models import iot_backends
     from moto.iotdata.models import iotdata_backends
 
-    for backends in (iot_backends, iotdata_backends):
+    for backends in (iot_backends, iotdata_backends, iam_backends):
         if account_id in backends:
             del backends[account_id]
 

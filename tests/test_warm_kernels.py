@@ -58,6 +58,9 @@ import matplotlib, matplotlib.pyplot as plt
 plt.plot([1, 2])
 plt.show()
 state["matplotlib_backend"] = matplotlib.get_backend()
+from concurrent.futures import ThreadPoolExecutor
+executor = ThreadPoolExecutor(1)  # left open: its idle worker must not keep the kernel from exiting
+executor.submit(int).result()
 import atexit
 atexit.register(lambda: open("exited-" + mode, "w").close())
 print("STATE " + json.dumps(state))
@@ -226,7 +229,7 @@ def test_kernels_and_zygote_end_with_the_runner(folder, tmp_path, how):
     zygote and kernels follow it."""
     sleeper = SLEEPER.replace("time.sleep(120)", "") if how == "finish" else SLEEPER
     _notebook(folder, "01-sleeps.ipynb", sleeper)
-    _notebook(folder, "02-queued.ipynb", "print('should not run')")
+    _notebook(folder, "02-queued.ipynb", "print('queued: runs only if the runner is not stopped')")
     code = (
         "import sys\nfrom helpers import runner\n"
         "try:\n    runner.run_all(sys.argv[1], notebooks_dir=__import__('pathlib').Path(sys.argv[2]),"
