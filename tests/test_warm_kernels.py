@@ -54,6 +54,7 @@ gone = weakref.ref(node)
 del node
 gc.collect()
 state["gc"] = [gc.isenabled(), gone() is None]
+state["gc_frozen"] = gc.get_freeze_count() > 0
 import matplotlib, matplotlib.pyplot as plt
 plt.plot([1, 2])
 plt.show()
@@ -137,6 +138,8 @@ def test_a_warm_kernel_observes_what_a_cold_one_does(folder, tmp_path):
     # the same kernel as far as a notebook can tell (the driver's pid aside)
     for result in (cold, warm, warm_later):
         assert result["state"].pop("parent_pid_env") == str(result["pid"])
+    # the one difference: the warm-up's objects are frozen (out of the collector's reach)
+    assert [r["state"].pop("gc_frozen") for r in (cold, warm, warm_later)] == [False, True, True]
     assert warm["state"] == cold["state"]
     assert warm_later["state"] == cold["state"]
     assert warm_later["figures"] == 1
