@@ -62,6 +62,14 @@ print(json.dumps({"total": time.perf_counter() - started, "failed": [] if run.ok
 """
 
 
+_WARM_UP = """
+import json, time
+started = time.perf_counter()
+import helpers._kernel_warmup
+print(json.dumps({"total": time.perf_counter() - started}))
+"""
+
+
 def _python(code: str, *args: str) -> dict:
     """Run ``code`` in a new interpreter from the project root; its last stdout line as JSON."""
     proc = subprocess.run(
@@ -78,12 +86,15 @@ def _command_seconds(*command: str) -> float:
 
 
 def _html_export(executed_ipynb: Path) -> float:
-    """Exporting one executed notebook to HTML, as the runner does (nbconvert import included)."""
+    """Exporting one executed notebook to HTML in a new interpreter, as the runner does (nbconvert
+    import included; the interpreter's start and exit are not)."""
     code = (
-        "import sys, tempfile, shutil; from pathlib import Path; from helpers import runner; "
-        "d = Path(tempfile.mkdtemp()); p = d / 'x.ipynb'; shutil.copy(sys.argv[1], p); runner._export_html(p)"
+        "import json, sys, tempfile, shutil, time; from pathlib import Path; started = time.perf_counter(); "
+        "from helpers import runner; d = Path(tempfile.mkdtemp()); p = d / 'x.ipynb'; "
+        "shutil.copy(sys.argv[1], p); runner._export_html(p); "
+        "print(json.dumps({'total': time.perf_counter() - started}))"
     )
-    return _command_seconds(sys.executable, "-c", code, str(executed_ipynb))
+    return _python(code, str(executed_ipynb))["total"]
 
 
 def _speed_reference() -> float:
@@ -143,14 +154,13 @@ def main() -> int:
         "empty notebook, kernel forked by the warm zygote": [
             _python(_EMPTY_KERNEL, "warm")["total"] for _ in range(args.repeat)
         ],
-        "zygote warm-up: import helpers._kernel_warmup (new interpreter)": [
-            _command_seconds(sys.executable, "-c", "import helpers._kernel_warmup")
-            for _ in range(args.repeat)
+        "zygote warm-up: import helpers._kernel_warmup (in a new interpreter)": [
+            _python(_WARM_UP)["total"] for _ in range(args.repeat)
         ],
         "python -c pass (interpreter floor)": [
             _command_seconds(sys.executable, "-c", "pass") for _ in range(args.repeat)
         ],
-        f"HTML export of the executed {html_name} (new interpreter)": html_timings,
+        f"HTML export of the executed {html_name} (in a new interpreter)": html_timings,
     }
 
     speed_after = _speed_reference()
