@@ -6,6 +6,8 @@ Prints medians over --repeat runs (default 3), the runs of each kind interleaved
 - baselines from the same run: the same with kernels started as Jupyter starts them (side by side,
   then one at a time); their ratios;
 - each notebook's own time (execution + HTML export), warm and cold, from those runs;
+- the CPU seconds of a report by process: the runner, the zygote, the kernels, processes notebooks
+  start (read from /proc while the report runs);
 - fixed costs: a kernel start with an empty notebook (cold, and forked by a warm zygote),
   the zygote's warm-up (``import helpers._kernel_warmup`` in a new interpreter), exporting one
   notebook to HTML.
@@ -85,6 +87,49 @@ def _command_seconds(*command: str) -> float:
     return time.perf_counter() - started
 
 
+def _run_sampling_cpu(command: list[str]) -> tuple[float, str, dict[str, float]]:
+    """Run ``command`` from the project root (it must succeed): wall seconds, stdout, and the CPU
+    seconds of its processes by role (runner, zygote, kernels, other), read from /proc every 0.1 s
+    (a process's last 0.1 s can be missed; empty where there is no /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    seen: dict[int, tuple[int, float, str]] = {}  # pid -> (parent pid, CPU seconds, command line)
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL, text=True)
+        while proc.poll() is None:
+            for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text() if entry.isdigit() else ""
+                    cmdline = Path(f"/proc/{entry}/cmdline").read_text() if stat else ""
+                except OSError:  # it has just ended
+                    continue
+                if stat:
+                    fields = stat.rsplit(")", 1)[1].split()
+                    seen[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks, cmdline)
+            time.sleep(0.1)
+        seconds_taken = time.perf_counter() - started
+        stdout.seek(0)
+        output = stdout.read()
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, command, output)
+    cpu: dict[str, float] = {}
+    roles = {proc.pid: "runner"}
+    for pid, (parent, seconds, cmdline) in sorted(seen.items(), key=lambda item: item[0]):
+        if pid in roles:
+            role = roles[pid]
+        elif roles.get(parent) == "runner" and "_kernel_zygote" in cmdline:
+            role = "zygote (warm-up, forks)"
+        elif roles.get(parent, "").startswith("zygote"):
+            role = "kernels"
+        elif parent in roles:
+            role = "other (processes notebooks start)"
+        else:
+            continue
+        roles[pid] = role
+        cpu[role] = cpu.get(role, 0.0) + seconds
+    return seconds_taken, output, cpu
+
+
 def _html_export(executed_ipynb: Path) -> float:
     """Exporting one executed notebook to HTML in a new interpreter, as the runner does (nbconvert
     import included; the interpreter's start and exit are not)."""
@@ -120,6 +165,7 @@ def main() -> int:
     per_notebook: dict[str, dict[str, list[float]]] = {"warm": {}, "cold": {}}
     failures: list[str] = []
     html_timings: list[float] = []
+    cpu_by_role: dict[str, list[float]] = {}
     html_name = ""
     for _ in range(args.repeat):
         for kind, how in kinds.items():
@@ -127,10 +173,11 @@ def main() -> int:
                 executed = Path(out)
                 if how is None:
                     command = [sys.executable, "-m", "helpers", "run-notebooks", "--json", "--out", out]
-                    started = time.perf_counter()
-                    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-                    totals[kind].append(time.perf_counter() - started)
-                    result = json.loads(proc.stdout)
+                    seconds_taken, stdout, cpu = _run_sampling_cpu(command)
+                    totals[kind].append(seconds_taken)
+                    for role, value in cpu.items():
+                        cpu_by_role.setdefault(role, []).append(value)
+                    result = json.loads(stdout)
                     failures += [n["notebook"] for n in result["notebooks"] if not n["ok"]]
                     seconds = {n["notebook"]: n["seconds"] for n in result["notebooks"]}
                     mode = "warm"
@@ -176,6 +223,10 @@ def main() -> int:
     for name in sorted(per_notebook["warm"]):
         warm, cold = (statistics.median(per_notebook[m][name]) for m in ("warm", "cold"))
         print(f"  {warm:5.1f} s warm  {cold:5.1f} s cold  {name}")
+    if cpu_by_role:
+        print("\nCPU of make report, by process (sampled from /proc every 0.1 s):")
+        for role, values in cpu_by_role.items():
+            print(f"  {statistics.median(values):5.1f} s  {role}")
     print(f"\nmachine speed reference (fixed loop): {speed_before:.2f} s before, {speed_after:.2f} s after")
     print("\nfixed costs:")
     for name, values in fixed.items():

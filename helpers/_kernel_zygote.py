@@ -44,7 +44,8 @@ def main(argv: list[str]) -> NoReturn:
     # The warm heap goes to the collector's permanent generation (as Python's docs advise before
     # fork()): a kernel's collections, and IPython's at exit, then skip it instead of walking it and
     # so copying every page of it (about 0.6 s of CPU per kernel). The one difference a notebook can
-    # see: gc.get_objects() and gc.get_referrers() leave out what the warm-up made.
+    # see: gc's introspection (get_freeze_count, get_objects, get_referrers) leaves out, and the
+    # collector never frees, what the warm-up made.
     gc.freeze()
     # variables the warm-up's imports set (debugpy sets some): a kernel would have set them too
     set_by_imports = _set_since(environ_before)
@@ -140,7 +141,8 @@ def _exit(code: int) -> NoReturn:
     workers there) and a wait for non-daemon threads, the exit handlers (atexit, weakref finalizers),
     a flush; then skip tearing down, module by module, the warm-up's large heap (it takes a second
     or more, and nothing a notebook registered runs in it). Kernels and the zygote end this way."""
-    threading._shutdown()  # what the interpreter calls first on its way out
+    # what the interpreter calls first on its way out (private, and called so by CPython 3.9-3.14)
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):  # a closed or detached stream: nothing to flush
