@@ -83,13 +83,11 @@ def chain_for(server_name: str | None, region: str) -> str:
 @functools.cache
 def _moto_dispatcher():
     """moto's own server application (dispatches on the SigV4 signing name), shared by all labs,
-    with the applications of the two services a lab serves made, and their routes built, up front
-    rather than on a lab's first requests."""
+    with the applications of the two services a lab serves made, and their routes built, by a first
+    request each (see :func:`_first_requests`) rather than on a lab's first requests."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     dispatcher = DomainDispatcherApplication(create_backend_app)
-    for backend in ("iot", "iotdata"):  # moto's backend names for iot and iot-data
-        dispatcher.app_instances[backend] = create_backend_app(backend)
     _first_requests(dispatcher)
     return dispatcher
 

@@ -382,6 +382,7 @@ def lab_accounts():  # the kit's labs use accounts 999000000000 (warm-up), 99900
             for b in (iot_backends, iotdata_backends, iam_backends)}
 lab._moto_dispatcher()
 routed = {name: bool(get_service_router(name)._routers) for name in ("iot", "iot-data")}
+routed["apps"] = sorted(lab._moto_dispatcher().app_instances)
 after_warm_up = lab_accounts()
 with lab.running() as env:
     during_lab = lab_accounts()
@@ -396,7 +397,7 @@ def test_moto_routes_are_built_up_front_and_labs_leave_no_moto_state_behind():
     proc = subprocess.run([sys.executable, "-c", MOTO_STATE], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert seen["routed"] == {"iot": True, "iot-data": True}
+    assert seen["routed"] == {"iot": True, "iot-data": True, "apps": ["iot", "iotdata"]}
     nothing = {"iot": [], "iot-data": [], "iam": []}
     assert seen["after_warm_up"] == nothing
     assert seen["during_lab"]["iot"] == ["999000000001"]  # the lab's thing, while it runs
