@@ -73,7 +73,6 @@ def _execute(
     notebook: Path, out_dir: Path, *, parameters: dict | None = None, warm_kernel: bool = False
 ) -> tuple[NotebookRun, object | None]:
     """Execute and redact one notebook: how it went, and the executed notebook (None if none)."""
-    _skip_unused_iri_grammar()
     import nbformat
     import papermill
     from traitlets.config import Config
@@ -131,10 +130,14 @@ def _skip_unused_iri_grammar() -> None:
     """Keep jsonschema from building rfc3987_syntax's IRI grammar (about 2.5 s) when nbformat loads.
 
     nbformat's notebook schema uses no ``iri`` format, so the grammar is never consulted; jsonschema
-    imports it only if it can (an ImportError just leaves that one format unchecked).
+    imports it only if it can (an ImportError just leaves that one format unchecked). Called when
+    this module loads, before any of its paths (executing, exporting) imports nbformat.
     """
     if "jsonschema" not in sys.modules:
         sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
+
+
+_skip_unused_iri_grammar()
 
 
 def _unexpected_error(executed) -> str | None:
@@ -167,7 +170,6 @@ _html_lock = threading.Lock()
 
 @functools.cache
 def _html_exporter():
-    _skip_unused_iri_grammar()  # this thread may be the first to import nbformat
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -189,7 +191,6 @@ def _export_html(ipynb: Path, executed=None) -> Path:
     One exporter for the process, its compiled templates reused; one export at a time (an exporter
     registers filters on itself while converting, and the work holds the GIL anyway).
     """
-    _skip_unused_iri_grammar()
     import nbformat
 
     if executed is None:
