@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from dataclasses import dataclass, field
 
-import pandas as pd
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
@@ -113,7 +113,6 @@ class LabPKI:
     real_roots: dict[str, x509.Certificate]
     cross_signed: dict[str, x509.Certificate]  # twin id -> that twin's name and key, issued by Starfield G2
     _leaves: dict[str, dict[str, LeafCert]] = field(default_factory=dict, repr=False)
-    _twin_of: dict[int, tuple] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -123,16 +122,11 @@ class LabPKI:
 
     def twin_for(self, cert: x509.Certificate) -> x509.Certificate | None:
         """The twin of a real root (same subject name, self-issued), or None if it has none."""
-        seen = self._twin_of.get(id(cert))
-        if seen is not None and seen[0] is cert:  # the entry keeps ``cert`` alive, so its id is not reused
-            return seen[1]
-        twin = None
         if cert.subject == cert.issuer:
             for twin_id, real in self.real_roots.items():
                 if real.subject == cert.subject:
-                    twin = self.cas[twin_id].cert
-        self._twin_of[id(cert)] = (cert, twin)
-        return twin
+                    return self.cas[twin_id].cert
+        return None
 
     def leaves(self, region: str) -> dict[str, LeafCert]:
         """Server certificates for one region, one per served chain (made once, then reused)."""
@@ -160,8 +154,10 @@ class LabPKI:
             pems.append(_x509.to_pem([self.cross_signed[cross_id]]))
         return pems
 
-    def frame(self) -> pd.DataFrame:
-        """One row per twin CA: twin id, role, name, issuer, key, and the real root's fingerprint."""
+    def frame(self):
+        """One row per twin CA (a DataFrame): twin id, role, name, issuer, key, real root's fingerprint."""
+        import pandas as pd
+
         rows = []
         for twin_id, ca in self.cas.items():
             real = self.real_roots.get(twin_id)
@@ -210,8 +206,7 @@ def _make_pki() -> LabPKI:
     return LabPKI(cas=cas, real_roots=real_roots, cross_signed=cross_signed)
 
 
-_views: dict[str, bundles.Bundle] = {}
-_bundle_views: dict[int, tuple[bundles.Bundle, bundles.Bundle]] = {}
+_bundle_views: weakref.WeakKeyDictionary[bundles.Bundle, bundles.Bundle] = weakref.WeakKeyDictionary()
 
 
 def trust_view(release: str | bundles.Bundle) -> bundles.Bundle:
@@ -220,14 +215,10 @@ def trust_view(release: str | bundles.Bundle) -> bundles.Bundle:
     ``trust_view("2021.10.8").path()`` is a PEM file for boto3's ``verify=`` or ``AWS_CA_BUNDLE``.
     """
     if isinstance(release, str):
-        if release not in _views:
-            _views[release] = trust_view(bundles.certifi(release))
-        return _views[release]
-    seen = _bundle_views.get(id(release))
-    if seen is not None and seen[0] is release:  # the entry keeps ``release`` alive: its id stays unique
-        return seen[1]
-    view = _swap_twins(release)
-    _bundle_views[id(release)] = (release, view)
+        release = bundles.certifi(release)  # one shared Bundle per release: its view is made once
+    view = _bundle_views.get(release)
+    if view is None:
+        view = _bundle_views[release] = _swap_twins(release)
     return view
 
 

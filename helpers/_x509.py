@@ -65,6 +65,16 @@ def pem_blocks(data: bytes) -> Iterator[tuple[str, bytes | None, bytes, str | No
         yield der_fingerprint(der), der, body, None
 
 
+def pem_block_text(der: bytes | None, body: bytes) -> bytes:
+    """A block as PEM text: re-wrapped base64 of the DER, or the raw body when it is not base64."""
+    if der is None:
+        text = body
+    else:
+        encoded = base64.b64encode(der)
+        text = b"\n".join(encoded[i : i + 64] for i in range(0, len(encoded), 64))
+    return b"-----BEGIN CERTIFICATE-----\n" + text + b"\n-----END CERTIFICATE-----\n"
+
+
 def parse_pem(data: bytes | str) -> ParsedPEM:
     """Load every CERTIFICATE block of ``data``; a block that cannot be loaded becomes a Problem."""
     if isinstance(data, str):

@@ -10,23 +10,27 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from cryptography import x509
 
-from helpers import _certifi_data, _x509
+from helpers import _certifi_store, _x509
 from helpers._io import atomic_write_bytes
 from helpers._paths import data_file
 from helpers._x509 import Problem
+from helpers.incident import ROOT_AT_FAULT
+
+if TYPE_CHECKING:  # pandas is imported where a table is built: loading and comparing roots need none
+    import pandas as pd
 
 __all__ = [
-    "DEFAULT_ROOT",
     "Bundle",
     "Problem",
     "added_in",
     "botocore_vendored",
     "certifi",
     "certifi_releases",
+    "certifi_versions",
     "compare",
     "from_pem",
     "history",
@@ -71,6 +75,8 @@ class Bundle:
 
     def frame(self) -> pd.DataFrame:
         """One row per root: fingerprint, subject CN/O, validity, key, signature hash, ..."""
+        import pandas as pd
+
         rows = [_x509.describe(c) for c in self.certificates]
         frame = pd.DataFrame(rows, columns=_x509.DESCRIBE_COLUMNS)
         frame["parser_warning"] = frame["fingerprint_sha256"].map(self.warnings)
@@ -78,6 +84,8 @@ class Bundle:
 
     def problems_frame(self) -> pd.DataFrame:
         """One row per certificate of the source that could not be used, with the reason."""
+        import pandas as pd
+
         return pd.DataFrame(
             [vars(p) for p in self.problems], columns=["position", "fingerprint_sha256", "reason"]
         )
@@ -192,6 +200,8 @@ def compare(a: Bundle, b: Bundle) -> pd.DataFrame:
 
     ``in_a``/``in_b`` say where each root is; ``frame.attrs`` holds the two bundles' labels.
     """
+    import pandas as pd
+
     by_fp = {_x509.fingerprint(c): c for c in a.certificates}
     by_fp.update({_x509.fingerprint(c): c for c in b.certificates})
     rows = []
@@ -215,45 +225,73 @@ def compare(a: Bundle, b: Bundle) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- certifi's history, from data/certifi
 
-DEFAULT_ROOT = "VeriSign Class 3 Public Primary Certification Authority - G5"
-
 
 @dataclass(frozen=True)
 class _CertifiData:
-    """data/certifi loaded once: release rows, membership, and each distinct root parsed once."""
+    """data/certifi as read: release rows (oldest first), membership, and each distinct block's PEM
+    (parsed on first use, so loading one release parses only its roots)."""
 
-    releases: pd.DataFrame
+    releases: list[dict[str, str]]  # releases.csv rows, oldest first
     status: dict[str, str]  # version -> 'ok' or why it has no roots, oldest first
     members: dict[str, list[str]]  # version -> block fingerprints in file order
-    certificates: dict[str, x509.Certificate]  # fingerprint -> certificate (usable roots)
-    warnings: dict[str, str]  # fingerprint -> parser warning
-    problems: dict[str, str]  # fingerprint -> reason (blocks that cannot be used)
-    roots: pd.DataFrame  # one row per distinct block: describe() columns, usable, problem
+    blocks: dict[str, bytes]  # fingerprint -> the block's PEM text
+    parsed: dict[str, _x509.ParsedPEM] = field(default_factory=dict)  # fingerprint -> parsed block
+
+    def block(self, fingerprint: str) -> _x509.ParsedPEM:
+        """The parsed block of ``fingerprint`` (a certificate, or the problem that stops it)."""
+        found = self.parsed.get(fingerprint)
+        if found is None:
+            pem = self.blocks.get(fingerprint)
+            if pem is None:
+                found = _x509.ParsedPEM([], {}, [Problem(0, fingerprint, "missing from roots.pem")])
+            else:
+                found = _x509.parse_pem(pem)
+                found = _x509.ParsedPEM(
+                    found.certificates,
+                    found.warnings,
+                    [Problem(0, fingerprint, p.reason) for p in found.problems],
+                )
+            self.parsed[fingerprint] = found
+        return found
 
 
 @functools.cache
 def _certifi_data_loaded() -> _CertifiData:
     """Read data/certifi (cached; ``_certifi_data_loaded.cache_clear()`` re-reads it on the next call,
-    and that re-read drops the release bundles and history built from the old data)."""
+    and that re-read drops the release bundles and tables built from the old data)."""
     _certifi_bundle.cache_clear()
     _history.cache_clear()
+    _releases_frame.cache_clear()
+    _roots_frame.cache_clear()
     folder = data_file("certifi")
-    parsed = _x509.parse_pem(data_file("certifi", _certifi_data.ROOTS_FILE).read_bytes())
-    certificates = {_x509.fingerprint(c): c for c in parsed.certificates}
-    problems = {p.fingerprint_sha256: p.reason for p in parsed.problems}
-    roots = pd.DataFrame(
-        [_x509.describe(c) for c in certificates.values()]
-        + [{"fingerprint_sha256": fp, "name": "(unusable certificate)"} for fp in problems],
-        columns=_x509.DESCRIBE_COLUMNS,
-    ).assign(
-        usable=lambda f: ~f["fingerprint_sha256"].isin(problems),
-        problem=lambda f: f["fingerprint_sha256"].map(problems),
-        parser_warning=lambda f: f["fingerprint_sha256"].map(parsed.warnings),
+    blocks = {
+        fp: _x509.pem_block_text(der, body)
+        for fp, der, body, _ in _x509.pem_blocks(data_file("certifi", _certifi_store.ROOTS_FILE).read_bytes())
+    }
+    releases = sorted(
+        _certifi_store.read_releases(folder), key=lambda row: _certifi_store.version_key(row["version"])
     )
-    rows = _certifi_data.read_releases(folder)
+    return _CertifiData(
+        releases=releases,
+        status={row["version"]: row["status"] for row in releases},
+        members=_certifi_store.read_membership(folder),
+        blocks=blocks,
+    )
+
+
+def certifi_versions() -> list[str]:
+    """Every certifi release with roots, oldest first (what :func:`certifi` loads)."""
+    return [version for version, status in _certifi_data_loaded().status.items() if status == "ok"]
+
+
+@functools.cache
+def _releases_frame() -> pd.DataFrame:
+    """releases.csv as a typed frame, oldest first."""
+    import pandas as pd
+
     numeric = ["blocks", "roots", "problems", "loaded_with_warning"]
     releases = (
-        pd.DataFrame(rows, columns=_certifi_data.RELEASE_COLUMNS)
+        pd.DataFrame(_certifi_data_loaded().releases, columns=_certifi_store.RELEASE_COLUMNS)
         .replace({"": None})
         .assign(
             uploaded_at=lambda f: pd.to_datetime(f["uploaded_at"], utc=True, format="ISO8601"),
@@ -261,22 +299,43 @@ def _certifi_data_loaded() -> _CertifiData:
             yanked=lambda f: f["yanked"].eq("True"),
             **{c: (lambda f, c=c: pd.to_numeric(f[c]).astype("Int64")) for c in numeric},
         )
-        .assign(_key=lambda f: f["version"].map(_certifi_data.version_key))
-        .sort_values("_key", kind="stable")
-        .drop(columns="_key")
         .reset_index(drop=True)
     )
     front = ["version", "released", "roots", "cacert_sha256", "status"]
-    releases = releases[front + [c for c in releases.columns if c not in front]]
-    return _CertifiData(
-        releases=releases,
-        status=dict(zip(releases["version"], releases["status"], strict=True)),
-        members=_certifi_data.read_membership(folder),
-        certificates=certificates,
-        warnings=parsed.warnings,
-        problems=problems,
-        roots=roots,
-    )
+    return releases[front + [c for c in releases.columns if c not in front]]
+
+
+@functools.cache
+def _roots_frame() -> pd.DataFrame:
+    """One row per distinct block of data/certifi: the describe() columns, usable, problem, warning."""
+    import pandas as pd
+
+    data = _certifi_data_loaded()
+    rows = []
+    for fp in data.blocks:
+        parsed = data.block(fp)
+        if parsed.certificates:
+            cert = parsed.certificates[0]
+            rows.append(
+                {
+                    **_x509.describe(cert),
+                    "usable": True,
+                    "problem": None,
+                    "parser_warning": parsed.warnings.get(fp),
+                }
+            )
+        else:
+            reason = parsed.problems[0].reason if parsed.problems else "not a certificate"
+            rows.append(
+                {
+                    "fingerprint_sha256": fp,
+                    "name": "(unusable certificate)",
+                    "usable": False,
+                    "problem": reason,
+                    "parser_warning": None,
+                }
+            )
+    return pd.DataFrame(rows, columns=[*_x509.DESCRIBE_COLUMNS, "usable", "problem", "parser_warning"])
 
 
 def certifi_releases(*, with_unusable: bool = False) -> pd.DataFrame:
@@ -285,15 +344,15 @@ def certifi_releases(*, with_unusable: bool = False) -> pd.DataFrame:
     ``with_unusable=True`` also lists releases without a file or without a cacert.pem (``status``
     says which).
     """
-    releases = _certifi_data_loaded().releases
+    releases = _releases_frame()
     return (releases if with_unusable else releases[releases["status"] == "ok"]).reset_index(drop=True)
 
 
 def _nearest(version: str, known: list[str], *, count: int = 2) -> list[str]:
     """The known releases just before and after ``version`` in release order."""
-    ordered = sorted(known, key=_certifi_data.version_key)
-    keys = [_certifi_data.version_key(v) for v in ordered]
-    at = bisect.bisect_left(keys, _certifi_data.version_key(version))
+    ordered = sorted(known, key=_certifi_store.version_key)
+    keys = [_certifi_store.version_key(v) for v in ordered]
+    at = bisect.bisect_left(keys, _certifi_store.version_key(version))
     return ordered[max(0, at - count) : at + count]
 
 
@@ -308,11 +367,11 @@ def certifi(version: str) -> Bundle:
     build a new ``Bundle`` from a copy of ``certificates`` to change it.
     """
     data = _certifi_data_loaded()
-    wanted = _certifi_data.normalize_version(str(version)) if str(version).strip() else ""
+    wanted = _certifi_store.normalize_version(str(version)) if str(version).strip() else ""
     status = data.status.get(wanted)
     if status == "ok":
         return _certifi_bundle(wanted)
-    usable = [v for v, s in data.status.items() if s == "ok"]
+    usable = certifi_versions()
     if status is None:
         nearest = ", ".join(_nearest(wanted, usable)) if wanted else f"{usable[0]} ... {usable[-1]}"
         raise ValueError(
@@ -329,27 +388,31 @@ def certifi(version: str) -> Bundle:
 def _certifi_bundle(version: str) -> Bundle:
     """The shared Bundle of one release with roots (normalized version), built once per loaded data."""
     data = _certifi_data_loaded()
-    meta = data.releases[data.releases["version"] == version].iloc[0]
-    certificates, problems = [], []
-    members = data.members.get(version, [])
-    for position, fp in enumerate(members):
-        if fp in data.certificates:
-            certificates.append(data.certificates[fp])
+    meta = next(row for row in data.releases if row["version"] == version)
+    certificates, problems, warnings = [], [], {}
+    for position, fp in enumerate(data.members.get(version, [])):
+        parsed = data.block(fp)
+        if parsed.certificates:
+            certificates.append(parsed.certificates[0])
+            warnings.update(parsed.warnings)
         else:
-            problems.append(Problem(position, fp, data.problems.get(fp, "missing from roots.pem")))
+            reason = parsed.problems[0].reason if parsed.problems else "not a certificate"
+            problems.append(Problem(position, fp, reason))
     return Bundle(
         name="certifi",
         version=version,
         source=f"data/certifi ({meta['filename']}, cacert.pem sha256 {meta['cacert_sha256'][:16]}...)",
         certificates=certificates,
         problems=problems,
-        warnings={fp: data.warnings[fp] for fp in members if fp in data.warnings},
+        warnings=warnings,
     )
 
 
 @functools.cache
 def _history() -> pd.DataFrame:
     """The history frame, built once."""
+    import pandas as pd
+
     data = _certifi_data_loaded()
     releases = certifi_releases()
     pairs = [
@@ -362,7 +425,7 @@ def _history() -> pd.DataFrame:
         pd.DataFrame(pairs, columns=["version", "position", "fingerprint_sha256"])
         .drop_duplicates(["version", "fingerprint_sha256"])
         .merge(releases[["version", "released"]], on="version", how="left")
-        .merge(data.roots, on="fingerprint_sha256", how="left")
+        .merge(_roots_frame(), on="fingerprint_sha256", how="left")
         .astype({"version": order})
         .loc[:, ["version", "released", "position", *_x509.DESCRIBE_COLUMNS, "usable", "problem"]]
         .reset_index(drop=True)
@@ -377,7 +440,7 @@ def history() -> pd.DataFrame:
 
 def _matching(name_or_fingerprint: str) -> pd.DataFrame:
     """Distinct roots matching a fingerprint prefix, else an exact name, else a name substring."""
-    roots = _certifi_data_loaded().roots
+    roots = _roots_frame()
     needle = name_or_fingerprint.strip().lower().replace(":", "")
     if not needle:
         raise ValueError("give a root's name (e.g. 'Amazon Root CA 1') or SHA-256 fingerprint, not ''")
@@ -444,7 +507,7 @@ def release_changes(version: str) -> pd.DataFrame:
     return compare(certifi(ordered[at - 1]), bundle)
 
 
-def timeline_plot(root: str = DEFAULT_ROOT, *, ax=None, title: str | None = None):
+def timeline_plot(root: str = ROOT_AT_FAULT, *, ax=None, title: str | None = None):
     """Roots per release over release dates, with the release that removed ``root`` marked.
 
     Returns the matplotlib Axes (``ax.figure`` is the Figure).

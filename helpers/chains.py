@@ -4,52 +4,47 @@ from __future__ import annotations
 
 import _ssl  # ENCODING_DER, for the certificate objects of Python < 3.13's unverified chain
 import datetime as dt
-import functools
 import ipaddress
 import os
 import re
 import socket
 import ssl
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from cryptography import x509
 from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
 
 from helpers import _x509
-from helpers import bundles as _bundles
 from helpers._io import atomic_write_text
-from helpers.bundles import Bundle
+from helpers.kinds import KitError, Reason
+
+if TYPE_CHECKING:  # pandas is imported where a table is built, never for a verdict
+    import pandas as pd
+
+    from helpers.bundles import Bundle
 
 __all__ = [
-    "REASONS",
     "Chain",
     "ChainError",
     "Verdict",
     "across_bundles",
     "across_certifi",
+    "collect",
     "fetch_chain",
     "load_chain",
     "matrix",
+    "parse_endpoint",
+    "parse_time",
     "style_verdicts",
     "transitions",
     "verify",
 ]
 
-REASONS = (
-    "ok",
-    "missing-root",
-    "missing-intermediate",
-    "expired",
-    "not-yet-valid",
-    "hostname-mismatch",
-    "self-signed",
-    "other",
-)
 VERDICT_COLUMNS = ["ok", "reason", "missing_issuer", "message"]
 _HEADER_FIELDS = (
     "host",
@@ -65,7 +60,7 @@ _HEADER_LINE = re.compile(r"^#\s*([a-z_]+):\s?(.*)$")
 _MAX_DEPTH = 8  # cryptography's default maximum chain depth
 
 
-class ChainError(OSError):
+class ChainError(KitError, OSError):
     """A chain could not be captured from host:port; the message says why, in one line."""
 
 
@@ -119,6 +114,8 @@ class Chain:
 
     def frame(self) -> pd.DataFrame:
         """One row per presented certificate: position, role, who signed whom, the usual columns, SANs."""
+        import pandas as pd
+
         rows = []
         for position, cert in enumerate(self.certificates):
             previous = self.certificates[position - 1] if position else None
@@ -298,6 +295,43 @@ def _certificates_from_der(ders: list[bytes], where: str) -> list[x509.Certifica
     return certificates
 
 
+_ENDPOINT = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?$"
+)
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """'host', 'host:port' or '[v6]:port' -> (host, port); ValueError naming the input otherwise."""
+    match = _ENDPOINT.match(text.strip()) if isinstance(text, str) else None
+    port = int(match["port"]) if match and match["port"] else 443
+    if not match or not 0 < port < 65536:
+        raise ValueError(f"bad endpoint {text!r}: use HOST or HOST:PORT with a port from 1 to 65535")
+    return (match["v6"] or match["name"]).lower(), port
+
+
+def collect(
+    endpoint_hosts: Sequence[str] = (),
+    *,
+    chain_files: Sequence[str | os.PathLike] = (),
+    timeout: float = 10.0,
+    save_dir: str | os.PathLike | None = None,
+) -> dict[str, Chain]:
+    """Every chain to check, by label: saved chain files, then live captures of ``endpoint_hosts``
+    (HOST or HOST:PORT), each saved as ``HOST_PORT.pem`` in ``save_dir`` if given."""
+    collected = {}
+    for path in chain_files:
+        chain = load_chain(Path(path))
+        if not chain.hostname:
+            raise ValueError(f"{path}: the chain records no host; save it with atskit or add '# host: NAME'")
+        collected[chain.label] = chain
+    for host, port in [parse_endpoint(h) for h in endpoint_hosts]:
+        chain = fetch_chain(host, port, timeout=timeout)
+        collected[chain.label] = chain
+        if save_dir is not None:
+            chain.save(Path(save_dir) / f"{host}_{port}.pem")
+    return collected
+
+
 # --- verification ----------------------------------------------------------------------------------
 
 
@@ -306,7 +340,7 @@ class Verdict:
     """Whether a chain verifies against a bundle for a hostname at a moment, and if not, why."""
 
     ok: bool
-    reason: str  # one of REASONS
+    reason: Reason
     message: str  # one plain sentence
     missing_issuer: str | None = None  # the name the path could not reach (missing-*, self-signed)
     path: tuple[x509.Certificate, ...] = ()  # leaf -> trust anchor, when ok
@@ -362,14 +396,38 @@ def _server_name(hostname: str) -> DNSName | IPAddress:
     return DNSName(hostname)
 
 
-def _utc(at: dt.datetime | None) -> dt.datetime:
-    """``at`` as an aware UTC time (now when None; a naive time is taken as UTC)."""
-    if at is None:
-        return dt.datetime.now(dt.UTC)
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
+def parse_time(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
+    """A moment to verify at, as an aware UTC time: a datetime, a date, 'YYYY-MM-DD' or ISO 8601 text
+    (a naive time is UTC); None stays None (meaning now). ValueError says what to write instead."""
+    if value is None or isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a date: use YYYY-MM-DD or an ISO 8601 time like 2021-12-03T10:00:00Z"
+            ) from None
+    else:
+        raise ValueError(f"{value!r} is not a date: give a datetime, a date or YYYY-MM-DD text")
+    if moment is None:
+        return None
+    try:
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range once converted to UTC; use a date before 9999") from None
 
 
-def verify(chain: Chain, bundle: Bundle, *, hostname: str, at: dt.datetime | None = None) -> Verdict:
+def _utc(at: dt.datetime | dt.date | str | None) -> dt.datetime:
+    """``at`` as an aware UTC time, now when None (see :func:`parse_time`)."""
+    return parse_time(at) or dt.datetime.now(dt.UTC)
+
+
+def verify(
+    chain: Chain, bundle: Bundle, *, hostname: str, at: dt.datetime | dt.date | str | None = None
+) -> Verdict:
     """Verify ``chain`` for ``hostname`` against ``bundle`` at ``at`` (default now) and say what is wrong.
 
     The verdict is cryptography's (``cryptography.x509.verification``, server policy). When it fails,
@@ -412,7 +470,7 @@ def verify(chain: Chain, bundle: Bundle, *, hostname: str, at: dt.datetime | Non
         else:
             names = " -> ".join(f"'{_x509.display_name(c.subject)}'" for c in path)
             message = f"The chain verifies for '{hostname}' against {bundle.label}: {names}."
-            return Verdict(True, "ok", message, path=tuple(path), **base)
+            return Verdict(True, Reason.OK, message, path=tuple(path), **base)
     diagnosis = _diagnose(chain, bundle, trust, hostname=hostname, at=at, detail=detail)
     return Verdict(False, **diagnosis, detail=detail, **base)
 
@@ -431,12 +489,12 @@ def _diagnose(
                 message = (
                     f"The server's certificate '{top_name}' is self-signed and {label} does not contain it."
                 )
-                return {"reason": "self-signed", "message": message, "missing_issuer": top_name}
+                return {"reason": Reason.SELF_SIGNED, "message": message, "missing_issuer": top_name}
             message = (
                 f"The chain ends at the root '{top_name}', which the server sent "
                 f"but {label} does not contain."
             )
-            return {"reason": "missing-root", "message": message, "missing_issuer": top_name}
+            return {"reason": Reason.MISSING_ROOT, "message": message, "missing_issuer": top_name}
         issuer = _x509.display_name(top.issuer)
         same_name = (
             f" ({label} has a certificate of that name, but with a different key)"
@@ -448,16 +506,16 @@ def _diagnose(
                 f"The server did not send the intermediate '{issuer}' that issued its certificate, "
                 f"and {label} does not contain it{same_name}."
             )
-            return {"reason": "missing-intermediate", "message": message, "missing_issuer": issuer}
+            return {"reason": Reason.MISSING_INTERMEDIATE, "message": message, "missing_issuer": issuer}
         message = (
             f"The chain ends at a certificate issued by '{issuer}', "
             f"which {label} does not contain{same_name}."
         )
-        return {"reason": "missing-root", "message": message, "missing_issuer": issuer}
+        return {"reason": Reason.MISSING_ROOT, "message": message, "missing_issuer": issuer}
     if not _covers(chain.leaf, hostname):
         names = ", ".join(f"'{n}'" for n in _x509.subject_alt_names(chain.leaf)) or "no names"
         message = f"The server's certificate is for {names}, not '{hostname}'."
-        return {"reason": "hostname-mismatch", "message": message, "missing_issuer": None}
+        return {"reason": Reason.HOSTNAME_MISMATCH, "message": message, "missing_issuer": None}
     for cert in path:
         name = _x509.display_name(cert.subject)
         if at > cert.not_valid_after_utc:
@@ -465,17 +523,17 @@ def _diagnose(
                 f"'{name}' expired on {cert.not_valid_after_utc:%Y-%m-%d} "
                 f"(checked at {at:%Y-%m-%d %H:%M} UTC)."
             )
-            return {"reason": "expired", "message": message, "missing_issuer": None}
+            return {"reason": Reason.EXPIRED, "message": message, "missing_issuer": None}
         if at < cert.not_valid_before_utc:
             message = (
                 f"'{name}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d} "
                 f"(checked at {at:%Y-%m-%d %H:%M} UTC)."
             )
-            return {"reason": "not-yet-valid", "message": message, "missing_issuer": None}
+            return {"reason": Reason.NOT_YET_VALID, "message": message, "missing_issuer": None}
     path_names = " -> ".join(f"'{_x509.display_name(c.subject)}'" for c in path)
     why = detail.split(" (encountered processing", 1)[0].removeprefix("validation failed: ")
     message = f"The path {path_names} reaches {label}, but cryptography rejects it ({why})."
-    return {"reason": "other", "message": message, "missing_issuer": None}
+    return {"reason": Reason.OTHER, "message": message, "missing_issuer": None}
 
 
 def _walk(chain: Chain, trust: _Trust) -> tuple[list[x509.Certificate], bool]:
@@ -500,9 +558,26 @@ def _walk(chain: Chain, trust: _Trust) -> tuple[list[x509.Certificate], bool]:
     return path, False
 
 
-@functools.lru_cache(maxsize=4096)
+_ISSUED: dict[tuple[bytes, bytes], bool] = {}  # (signature, issuer's signature) -> issued; no certificates
+_ISSUED_MAX = 4096
+
+
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer`` issued ``cert``: key identifiers (where both have one), then the signature."""
+    """Whether ``issuer`` issued ``cert``: key identifiers (where both have one), then the signature.
+
+    Answers are remembered by the two certificates' signatures (bounded; no certificate is kept).
+    """
+    key = (cert.signature, issuer.signature)
+    known = _ISSUED.get(key)
+    if known is None:
+        if len(_ISSUED) >= _ISSUED_MAX:
+            _ISSUED.clear()
+        known = _ISSUED[key] = _signed_by(cert, issuer)
+    return known
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """:func:`_issued_by`, uncached."""
     authority_key, subject_key = (
         _key_id(cert, x509.AuthorityKeyIdentifier),
         _key_id(issuer, x509.SubjectKeyIdentifier),
@@ -525,20 +600,9 @@ def _key_id(cert: x509.Certificate, kind: type) -> bytes | None:
     return value.key_identifier if kind is x509.AuthorityKeyIdentifier else value.digest
 
 
-_NAMES: dict[int, tuple[x509.Certificate, bytes, bytes]] = {}
-
-
 def _names(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    """DER of the certificate's subject and issuer names: cheap, exact keys for name lookups (cached).
-
-    The cache is keyed by object id and holds the certificate, so an id cannot be reused while cached.
-    """
-    entry = _NAMES.get(id(cert))
-    if entry is None or entry[0] is not cert:
-        if len(_NAMES) > 100_000:
-            _NAMES.clear()
-        entry = _NAMES[id(cert)] = (cert, cert.subject.public_bytes(), cert.issuer.public_bytes())
-    return entry[1], entry[2]
+    """DER of the certificate's subject and issuer names: cheap, exact keys for name lookups."""
+    return cert.subject.public_bytes(), cert.issuer.public_bytes()
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
@@ -575,12 +639,16 @@ def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def matrix(
-    chains: Mapping[str, Chain] | Iterable[Chain], bundles: Iterable[Bundle], *, at: dt.datetime | None = None
-) -> pd.DataFrame:
+    chains: Mapping[str, Chain] | Iterable[Chain],
+    bundles: Iterable[Bundle],
+    *,
+    at: dt.datetime | str | None = None,
+) -> list[dict]:
     """One row per (endpoint, bundle): endpoint, host, bundle, ok, reason, missing_issuer, message.
 
     ``chains`` is a mapping label -> Chain or Chains (labelled ``host:port``); each is checked against
-    its own hostname (the SNI it was captured with, else its host).
+    its own hostname (the SNI it was captured with, else its host). Rows are plain dicts (the command
+    prints them without pandas); ``pd.DataFrame(rows)`` makes the table.
     """
     labelled = chains.items() if isinstance(chains, Mapping) else [(c.label, c) for c in chains]
     bundle_list = list(bundles)
@@ -594,13 +662,15 @@ def matrix(
             rows.append(
                 {"endpoint": endpoint, "host": chain.hostname, "bundle": bundle.label, **verdict.row()}
             )
-    return pd.DataFrame(rows, columns=["endpoint", "host", "bundle", *VERDICT_COLUMNS])
+    return rows
 
 
 def across_bundles(
-    chain: Chain, bundles: Iterable[Bundle], *, hostname: str, at: dt.datetime | None = None
+    chain: Chain, bundles: Iterable[Bundle], *, hostname: str, at: dt.datetime | str | None = None
 ) -> pd.DataFrame:
     """One row per bundle, in the order given: bundle, version, verdict, ``changed`` from the row before."""
+    import pandas as pd
+
     at = _utc(at)
     rows = [
         {"bundle": b.label, "version": b.version, **verify(chain, b, hostname=hostname, at=at).row()}
@@ -610,15 +680,27 @@ def across_bundles(
     return frame.assign(changed=frame["reason"].ne(frame["reason"].shift()) & (frame.index > 0))
 
 
-def across_certifi(chain: Chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
-    """One row per certifi release (oldest first) with the verdict; :func:`transitions` picks the changes.
+def across_certifi(
+    chain: Chain,
+    *,
+    hostname: str,
+    at: dt.datetime | str | None = None,
+    trust: Callable[[str], Bundle] | None = None,
+) -> pd.DataFrame:
+    """One row per certifi release (oldest first) with the chain's verdict; :func:`transitions` picks
+    the releases where it changed.
 
-    ``bundles.certifi(v)`` hands out one shared Bundle per release, so each release's store is built once.
+    ``trust(version)`` is the store that stands for a release: by default its real roots
+    (``bundles.certifi``); in the lab, ``env.trust_view`` (the release with lab twins swapped in).
     """
-    releases = _bundles.certifi_releases()
-    release_bundles = (_bundles.certifi(v) for v in releases["version"])
-    frame = across_bundles(chain, release_bundles, hostname=hostname, at=at)
-    return frame.assign(released=releases["released"].to_numpy())[
+    from helpers import bundles
+
+    releases = bundles.certifi_releases()
+    stores = (
+        (trust or bundles.certifi)(version) for version in releases["version"]
+    )  # one shared Bundle per release: each store is built once
+    frame = across_bundles(chain, stores, hostname=hostname, at=at)
+    return frame.assign(version=releases["version"].to_numpy(), released=releases["released"].to_numpy())[
         ["version", "released", *VERDICT_COLUMNS, "changed"]
     ]
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import gc
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
+from helpers.kinds import KitError
 
-class UsageError(Exception):
+
+class UsageError(KitError):
     """Bad usage or input: exit code 2, one line."""
 
 
@@ -35,7 +34,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     if not runner.notebook_paths():
         raise UsageError("no numbered notebooks found in notebooks/")
     started = time.perf_counter()
-    runs = runner.run_all(args.out, quiet=args.json)
+    runs = runner.run_all(args.out, on_done=None if args.json else lambda r: print(r.line(), flush=True))
     wall = time.perf_counter() - started
     failed = [r for r in runs if not r.ok]
     summary = f"{len(runs) - len(failed)}/{len(runs)} notebooks ok in {wall:.1f} s; reports in {args.out}/"
@@ -64,77 +63,63 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from helpers import _certifi_data
+    from helpers import _certifi_build
 
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: give 1 or more")
     try:
-        result = _certifi_data.build(
+        result = _certifi_build.build(
             data_dir=Path(args.data_dir) if args.data_dir else None,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             full=args.full,
             progress=not args.json and sys.stderr.isatty(),
             workers=args.workers,
         )
-    except (_certifi_data.IndexUnreachable, _certifi_data.BuildError) as exc:
+    except (_certifi_build.IndexUnreachable, _certifi_build.BuildError) as exc:
         print(f"atskit: error: {exc}; the embedded certifi data is unchanged", file=sys.stderr)
         return 1
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.line())
     return 0
 
 
-# --- shared input parsing (owner E) ----------------------------------------------------------------
-
-_HOST = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?$"
-)
-
-
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """'host', 'host:port' or '[v6]:port' -> (host, port); UsageError naming the input otherwise."""
-    match = _HOST.match(text.strip())
-    port = int(match["port"]) if match and match["port"] else 443
-    if not match or not 0 < port < 65536:
-        raise UsageError(f"bad endpoint {text!r}: use HOST or HOST:PORT with a port from 1 to 65535")
-    return (match["v6"] or match["name"]).lower(), port
+# --- shared input parsing --------------------------------------------------------------------------
 
 
 def parse_at(text: str | None) -> dt.datetime | None:
     """--at DATE: 'YYYY-MM-DD' or an ISO 8601 time (naive = UTC); None for now."""
-    if text is None:
-        return None
+    from helpers.chains import parse_time
+
     try:
-        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"bad --at {text!r}: use YYYY-MM-DD or an ISO 8601 time like 2021-12-03T10:00:00Z"
-        ) from None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        return parse_time(text)
+    except ValueError as exc:
+        raise UsageError(f"bad --at: {exc}") from None
 
 
-def load_bundle(spec: str):
-    """--bundle: certifi==V | installed | botocore | system | PATH -> Bundle (UsageError if unknown)."""
+def load_bundles(spec: str) -> list:
+    """--bundle: certifi==V | certifi==all | installed | botocore | system | PATH -> Bundles."""
     from helpers import bundles
 
     text = spec.strip()
     try:
+        if text.lower() == "certifi==all":
+            return [bundles.certifi(v) for v in bundles.certifi_versions()]
         if text.lower().startswith("certifi=="):
-            return bundles.certifi(text.split("==", 1)[1])
-        if text == "installed":
-            return bundles.installed_certifi()
-        if text == "botocore":
-            return bundles.botocore_vendored()
-        if text == "system":
-            return bundles.system()
+            return [bundles.certifi(text.split("==", 1)[1])]
+        if text in _NAMED_BUNDLES:
+            return [getattr(bundles, _NAMED_BUNDLES[text])()]
         if Path(text).is_dir():
             raise UsageError(f"--bundle {spec}: is a directory; pass the path of a PEM file")
         if Path(text).is_file():
-            return bundles.from_pem(text)
+            return [bundles.from_pem(text)]
     except (ValueError, OSError) as exc:
         raise UsageError(f"--bundle {spec}: {exc}") from None
     raise UsageError(
-        f"bad --bundle {spec!r}: use certifi==VERSION, installed, botocore, system, or the path of a PEM file"
+        f"bad --bundle {spec!r}: use certifi==VERSION, certifi==all, installed, botocore, system, "
+        "or the path of a PEM file"
     )
+
+
+_NAMED_BUNDLES = {"installed": "installed_certifi", "botocore": "botocore_vendored", "system": "system"}
 
 
 def read_endpoints_file(path: str) -> list[str]:
@@ -153,56 +138,41 @@ def read_endpoints_file(path: str) -> list[str]:
     return hosts
 
 
-LAB_DEFAULT_ENDPOINTS = ("data_legacy", "data_ats", "account_ats")
+def _endpoint_hosts(args: argparse.Namespace) -> list[str]:
+    """The endpoints named on the command line and in --endpoints-file, checked."""
+    from helpers.chains import parse_endpoint
+
+    hosts = list(args.endpoints) + (read_endpoints_file(args.endpoints_file) if args.endpoints_file else [])
+    for host in hosts:
+        try:
+            parse_endpoint(host)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return hosts
 
 
-def gather_chains(args: argparse.Namespace, lab_env=None) -> dict:
-    """Every endpoint the user named, as label -> Chain: live hosts, saved chain files, the lab's."""
-    from helpers import chains
-
-    hosts = [
-        parse_endpoint(h)
-        for h in list(args.endpoints)
-        + (read_endpoints_file(args.endpoints_file) if args.endpoints_file else [])
-    ]
-    collected = {}
-    for path in args.chain_file or []:
+def _chain_files(args: argparse.Namespace) -> list[str]:
+    """--chain-file paths, each an existing file."""
+    paths = args.chain_file or []
+    for path in paths:
         if Path(path).is_dir():
             raise UsageError(f"--chain-file {path}: is a directory; pass a PEM file saved by atskit")
-        try:
-            chain = chains.load_chain(Path(path))
-        except FileNotFoundError:
-            raise UsageError(f"--chain-file {path}: no such file") from None
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"--chain-file {path}: {exc}") from None
-        if not chain.hostname:
-            raise UsageError(
-                f"--chain-file {path}: the chain records no host; save it with atskit or add '# host: NAME'"
-            )
-        collected[chain.label] = chain
-    if lab_env is not None and not hosts and not args.chain_file:
-        hosts = [(lab_env.endpoints[name], 443) for name in LAB_DEFAULT_ENDPOINTS]
-    for host, port in hosts:
-        chain = chains.fetch_chain(host, port, timeout=args.timeout)
-        collected[chain.label] = chain
-        if args.save_chains:
-            saved = chain.save(Path(args.save_chains) / f"{host}_{port}.pem")
-            print(f"saved {saved}", file=sys.stderr)
-    if not collected:
+        if not Path(path).is_file():
+            raise UsageError(f"--chain-file {path}: no such file")
+    return paths
+
+
+def _mode(args: argparse.Namespace, hosts: list[str]) -> str:
+    """lab with --lab, live when endpoints are named, else saved chains only."""
+    from helpers.kinds import Mode
+
+    if args.lab:
+        return Mode.LAB
+    if hosts:
+        return Mode.LIVE
+    if not args.chain_file:
         raise UsageError("no endpoints: name HOST[:PORT], --endpoints-file, --chain-file, or --lab")
-    return collected
-
-
-@contextlib.contextmanager
-def _maybe_lab(args: argparse.Namespace):
-    """The in-process lab when --lab is given (AWS names routed to it), else nothing."""
-    if not getattr(args, "lab", False):
-        yield None
-        return
-    from helpers import lab
-
-    with lab.running(region=args.region or lab.DEFAULT_REGION) as env:
-        yield env
+    return Mode.SAVED
 
 
 def _emit(args: argparse.Namespace, data, text: str, *, redacted: bool = True) -> None:
@@ -211,6 +181,16 @@ def _emit(args: argparse.Namespace, data, text: str, *, redacted: bool = True) -
 
     out = json.dumps(data, indent=2, default=str) if args.json else text
     print(redact(out) if redacted else out)
+
+
+def _text_table(rows: list[dict], columns: list[str]) -> str:
+    """Rows as a plain text table for the terminal (no pandas needed)."""
+    cells = [[str(column) for column in columns]]
+    cells += [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    )
 
 
 def _table(frame) -> str:
@@ -226,27 +206,30 @@ def _records(frame) -> list[dict]:
     return json.loads(frame.to_json(orient="records", date_format="iso", default_handler=str))
 
 
-# --- subcommands (owner E) -------------------------------------------------------------------------
+# --- subcommands -----------------------------------------------------------------------------------
 
 
 def _check(args: argparse.Namespace) -> int:
     """Verify every endpoint against every bundle: exit 1 if any verdict fails."""
-    from helpers import chains
+    from helpers import chains, lab
 
     at = parse_at(args.at)
-    bundle_list = [load_bundle(spec) for spec in (args.bundle or ["installed"])]
-    with _maybe_lab(args) as env:
-        collected = gather_chains(args, env)
-    if env is not None:
-        from helpers import lab
-
-        bundle_list = [lab.trust_view(b) for b in bundle_list]
-    frame = chains.matrix(collected, bundle_list, at=at)
-    failed = int((~frame["ok"].astype(bool)).sum())
-    summary = f"{len(frame) - failed}/{len(frame)} endpoint x bundle checks pass"
-    failures = [f"- {r.endpoint} x {r.bundle}: {r.message}" for r in frame.itertuples() if not r.ok]
-    text = "\n".join([_table(frame[["endpoint", "bundle", "ok", "reason"]]), *failures, summary])
-    _emit(args, {"ok": failed == 0, "summary": summary, "results": _records(frame)}, text)
+    bundle_list = [b for spec in (args.bundle or ["installed"]) for b in load_bundles(spec)]
+    hosts, chain_files = _endpoint_hosts(args), _chain_files(args)
+    mode = _mode(args, hosts)
+    options = {"chain_files": chain_files, "timeout": args.timeout, "save_dir": args.save_chains}
+    if mode == "lab":
+        with lab.environment("lab", region=args.region or lab.REGION) as env:
+            collected = chains.collect(hosts or env.checked_hosts(), **options)
+            bundle_list = [env.trust_view(b) for b in bundle_list]
+    else:
+        collected = chains.collect(hosts, **options)
+    rows = chains.matrix(collected, bundle_list, at=at)
+    failed = sum(not row["ok"] for row in rows)
+    summary = f"{len(rows) - failed}/{len(rows)} endpoint x bundle checks pass"
+    failures = [f"- {r['endpoint']} x {r['bundle']}: {r['message']}" for r in rows if not r["ok"]]
+    text = "\n".join([_text_table(rows, ["endpoint", "bundle", "ok", "reason"]), *failures, summary])
+    _emit(args, {"ok": failed == 0, "summary": summary, "results": rows}, text)
     return 1 if failed else 0
 
 
@@ -254,7 +237,7 @@ def _diff_bundles(args: argparse.Namespace) -> int:
     """Roots removed and added going from bundle A to bundle B."""
     from helpers import bundles
 
-    a, b = load_bundle(args.a), load_bundle(args.b)
+    a, b = (_one_bundle(spec) for spec in (args.a, args.b))
     frame = bundles.compare(a, b)
     changed = frame[frame["change"] != "kept"]
     counts = frame["change"].value_counts()
@@ -268,6 +251,14 @@ def _diff_bundles(args: argparse.Namespace) -> int:
     text = (_table(changed[columns]) + "\n" if not changed.empty else "") + summary
     _emit(args, {"a": a.label, "b": b.label, "summary": summary, "changes": _records(changed[columns])}, text)
     return 0
+
+
+def _one_bundle(spec: str):
+    """A --bundle spec that must name exactly one bundle."""
+    found = load_bundles(spec)
+    if len(found) != 1:
+        raise UsageError(f"{spec}: names {len(found)} bundles; give one (certifi==VERSION, installed, ...)")
+    return found[0]
 
 
 def _history(args: argparse.Namespace) -> int:
@@ -304,9 +295,9 @@ def _history(args: argparse.Namespace) -> int:
 
 def _which_bundle(args: argparse.Namespace) -> int:
     """The CA bundle botocore would load in this environment, and the rule that chose it."""
-    from helpers import endpoints
+    from helpers import botocore_facts
 
-    choice = endpoints.effective_ca_bundle()
+    choice = botocore_facts.effective_ca_bundle()
     bundle = getattr(choice, "bundle", None)
     data = {
         "path": str(getattr(choice, "path", None)),
@@ -330,8 +321,8 @@ def _lab_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with lab.running(region=args.region or lab.DEFAULT_REGION, port=args.port) as env:
-        view = env.trust_view(args.certifi) if args.certifi else lab.twin_roots_path()
+    with lab.running(region=args.region or lab.REGION, port=args.port) as env:
+        view = (env.trust_view(args.certifi) if args.certifi else lab.twin_roots()).path()
         port = env.port
         data = {
             "port": port,
@@ -365,36 +356,22 @@ def _lab_serve(args: argparse.Namespace) -> int:
 
 def _upgrade_check(args: argparse.Namespace) -> int:
     """Would this upgrade break TLS to these endpoints? Exit 1 if an endpoint that passed now fails."""
-    from helpers import chains, upgrade
+    from helpers import upgrade
 
-    at = parse_at(args.at)
-    try:
-        before, after = (
-            upgrade.side(
-                name,
-                spec,
-                runtime_botocore=args.runtime_botocore,
-                region=args.region,
-                use_pip=not args.no_pip,
-            )
-            for name, spec in (("before", args.before), ("after", args.after))
-        )
-    except upgrade.ResolutionError as exc:
-        raise UsageError(str(exc)) from None
-    live = bool(args.endpoints or args.endpoints_file)
-    with _maybe_lab(args) as env:
-        collected = gather_chains(args, env)
-        fetch = (
-            (lambda host: chains.fetch_chain(host, 443, timeout=args.timeout))
-            if env is not None or live
-            else None
-        )
-        trust = None
-        if env is not None:
-            from helpers import lab
-
-            trust = lab.trust_view
-        result = upgrade.check(before, after, collected, fetch=fetch, trust=trust, at=at)
+    hosts = _endpoint_hosts(args)
+    result = upgrade.run_check(
+        args.before,
+        args.after,
+        mode=_mode(args, hosts),
+        endpoint_hosts=hosts,
+        chain_files=_chain_files(args),
+        region=args.region,
+        runtime_botocore=args.runtime_botocore,
+        at=parse_at(args.at),
+        use_pip=not args.no_pip,
+        timeout=args.timeout,
+        save_dir=args.save_chains,
+    )
     sides = result.sides()[
         ["side", "certifi", "botocore", "botocore_from", "trust_store", "iot_data_default_host"]
     ]
@@ -423,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=4, help="parallel pip downloads (default: 4)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_refresh_certifi)
-    _add_e_subcommands(sub)
+    _add_subcommands(sub)
     return parser
 
 
@@ -446,10 +423,10 @@ def _endpoint_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-_BUNDLE_HELP = "certifi==VERSION | installed | botocore | system | PATH of a PEM file"
+_BUNDLE_HELP = "certifi==VERSION | certifi==all | installed | botocore | system | PATH of a PEM file"
 
 
-def _add_e_subcommands(sub) -> None:
+def _add_subcommands(sub) -> None:
     """check, diff-bundles, history, which-bundle, lab serve, upgrade-check."""
     p = sub.add_parser(
         "check",
@@ -541,13 +518,6 @@ def _add_e_subcommands(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn errors into one line and an exit code."""
-    code = _dispatch(argv)
-    if argv is None:  # run as the command: the process ends next, and what the command leaves
-        gc.freeze()  # (notebooks, templates, kernel clients) is not collected on the way out (~0.5 s)
-    return code
-
-
-def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -557,7 +527,7 @@ def _dispatch(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("atskit: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, LookupError, RuntimeError) as exc:  # ChainError, LabError, bad data ...
+    except (KitError, OSError, ValueError, LookupError, RuntimeError) as exc:  # bad input or data, ...
         return _fail(exc)
     except Exception as exc:  # never a traceback: one line, and how to see more
         if type(exc).__module__.startswith("botocore."):  # a broken ~/.aws/config, an unknown profile

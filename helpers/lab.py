@@ -1,12 +1,13 @@
 """The offline lab: AWS IoT endpoints on real TLS at 127.0.0.1, served by moto behind twins of real chains.
 
-``with lab.running(region="ap-northeast-2") as env:`` starts a server on an ephemeral port that picks
-its certificate chain by SNI (legacy ``data.iot.<region>`` names get the VeriSign G5 -> Symantec G4 twin
-chain, ``-ats`` names and the control plane get the Amazon Trust Services twins, RSA or ECDSA as the
-handshake negotiates), routes ``*.amazonaws.com`` to it in this process, sets fake AWS credentials and
-the trust view of the installed certifi, and creates a thing ready for shadow calls. Inside,
-``env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy")`` sets the environment variables
-that make an unchanged ``boto3.client("iot-data")`` behave as it did in the incident.
+``with lab.environment("lab", region="ap-northeast-2") as env:`` starts a server on an ephemeral port
+that picks its certificate chain by SNI (legacy ``data.iot.<region>`` names get the VeriSign G5 ->
+Symantec G4 twin chain, ``-ats`` names and the control plane get the Amazon Trust Services twins, RSA
+or ECDSA as the handshake negotiates), routes ``*.amazonaws.com`` to it in this process, sets fake AWS
+credentials and the trust view of the installed certifi, and creates a thing ready for shadow calls.
+``lab.environment("live", ...)`` gives the same surface against real AWS with your credentials.
+Inside, ``env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy")`` sets the environment
+variables that make an unchanged ``boto3.client("iot-data")`` behave as it did in the incident.
 """
 
 from __future__ import annotations
@@ -25,25 +26,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from helpers import _lab_routing, bundles, endpoints
+from helpers import _aws, _lab_routing, bundles, endpoints
 from helpers._io import atomic_write_bytes
 from helpers._lab_twins import CHAINS, LAB_OU, LabPKI, is_lab_twin, pki, trust_view, twin_roots
+from helpers.incident import REGION, THING_NAME
+from helpers.kinds import KitError, Mode
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
-    "DEFAULT_REGION",
-    "DEFAULT_THING",
+    "CHECKED_ENDPOINTS",
     "LAB_OU",
     "Lab",
     "LabEnv",
     "LabError",
     "LabPKI",
     "LiveEnv",
-    "across_certifi",
-    "botocore_retries",
     "chain_for",
+    "environment",
     "is_lab_twin",
     "live",
     "pki",
@@ -52,17 +55,16 @@ __all__ = [
     "twin_roots",
 ]
 
-DEFAULT_REGION = "ap-northeast-2"
-DEFAULT_THING = "incident-thing"
 FAKE_ACCESS_KEY_ID = "AKIAATSKITLABFAKEKEY"  # shaped like an access key; means nothing anywhere
 FAKE_SECRET_ACCESS_KEY = "ats-kit-lab-fake-secret-access-key-000000"
 IOT_DATA_ENDPOINTS = ("default", "legacy", "ats", "account-ats")
+CHECKED_ENDPOINTS = ("data_legacy", "data_ats", "account_ats")  # what a check covers by default
 _HANDSHAKE_TIMEOUT = 10.0
 _account_numbers = itertools.count(1)
 _log = logging.getLogger(__name__)
 
 
-class LabError(RuntimeError):
+class LabError(KitError, RuntimeError):
     """The lab cannot do what was asked (port in use, lab stopped, ...); the message is one line."""
 
 
@@ -82,42 +84,10 @@ def chain_for(server_name: str | None, region: str) -> str:
 
 @functools.cache
 def _moto_dispatcher():
-    """moto's own server application (dispatches on the SigV4 signing name), shared by all labs,
-    with the applications of the two services a lab serves made, and their routes built, by a first
-    request each (see :func:`_first_requests`) rather than on a lab's first requests."""
+    """moto's own server application (dispatches on the SigV4 signing name), shared by all labs."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    dispatcher = DomainDispatcherApplication(create_backend_app)
-    _first_requests(dispatcher)
-    return dispatcher
-
-
-def _first_requests(dispatcher) -> list[int]:
-    """Send ``dispatcher`` one request per service, in-process (ListThings, Publish); forget the
-    state they leave; return their HTTP status codes.
-
-    moto builds a service's request router (its botocore model, a werkzeug rule map: about 0.4 s
-    each) on that service's first request; done here, every lab served from this process starts
-    with them built.
-    """
-    from werkzeug.test import Client
-
-    account_id = "999000000000"  # below every lab's (999000000001, ...)
-    client = Client(dispatcher)
-    codes = []
-    for signing_name, host, method, path in (
-        ("iot", f"iot.{DEFAULT_REGION}.amazonaws.com", "GET", "/things"),
-        ("iotdata", f"data-ats.iot.{DEFAULT_REGION}.amazonaws.com", "POST", "/topics/atskit/warm-up"),
-    ):
-        scope = f"{FAKE_ACCESS_KEY_ID}/20200101/{DEFAULT_REGION}/{signing_name}/aws4_request"
-        headers = {
-            "Host": host,
-            "Authorization": f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0",
-            "X-Moto-Account-Id": account_id,
-        }
-        codes.append(client.open(path, method=method, headers=headers).status_code)
-    _drop_moto_state(account_id)
-    return codes
+    return DomainDispatcherApplication(create_backend_app)
 
 
 def _server_classes():
@@ -193,7 +163,7 @@ class Lab:
 
     host = "127.0.0.1"
 
-    def __init__(self, region: str = DEFAULT_REGION, *, port: int = 0) -> None:
+    def __init__(self, region: str = REGION, *, port: int = 0) -> None:
         endpoints.check_region(region)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port={port!r}: use 0 (a free port) or a TCP port number up to 65535")
@@ -357,11 +327,15 @@ class Lab:
         """
         with self._handshaking:
             self._handshaking.wait_for(lambda: self._in_flight == 0, timeout=settle)
+        import pandas as pd
+
         columns = ["at", "server_name", "chain", "outcome", "tls_version", "cipher", "error"]
         return pd.DataFrame(list(self._connections), columns=columns)
 
     def requests(self) -> pd.DataFrame:
         """One row per HTTP request answered: server name, method, path, status."""
+        import pandas as pd
+
         return pd.DataFrame(list(self._requests), columns=["at", "server_name", "method", "path", "status"])
 
     def aws_environ(self, trust: str | bundles.Bundle | None = None) -> dict[str, str | None]:
@@ -383,7 +357,7 @@ class Lab:
         }
         return values
 
-    def prepare(self, thing_name: str = DEFAULT_THING, *, session=None) -> LabEnv:
+    def prepare(self, thing_name: str = THING_NAME, *, session=None) -> LabEnv:
         """Create ``thing_name`` and look up the account endpoints through the lab (routing must be on).
 
         ``session``: the boto3 Session to make the calls with (default: a new one with the fake keys).
@@ -451,25 +425,33 @@ def _endpoints(iot, region: str) -> dict[str, str]:
 
 @dataclass
 class _Env:
-    """What lab and live mode share: endpoints, trust by certifi release, and botocore's environment."""
+    """What lab and live mode share: the region's endpoints, trust by certifi release, and the
+    environment that makes unchanged boto3 code behave like the incident's."""
 
     region: str
     thing_name: str
     endpoints: dict[str, str]
 
-    def bundle(self, release: str | bundles.Bundle) -> bundles.Bundle:
-        """The trust store standing for ``release`` (a certifi version or a Bundle)."""
+    mode = Mode.LAB
+
+    def trust_view(self, release: str | bundles.Bundle) -> bundles.Bundle:
+        """The trust store that stands for ``release`` (a certifi version or a Bundle) here.
+
+        ``.path()`` of it is a PEM file for boto3's ``verify=`` or ``AWS_CA_BUNDLE``.
+        """
         raise NotImplementedError
 
-    def trust_view(self, release: str | bundles.Bundle) -> Path:
-        """PEM path of :meth:`bundle` (for boto3's ``verify=`` or ``AWS_CA_BUNDLE``)."""
-        return self.bundle(release).path()
+    def checked_hosts(self) -> list[str]:
+        """The hosts a check covers by default: the legacy, ATS and account ATS data endpoints."""
+        return [self.endpoints[name] for name in CHECKED_ENDPOINTS]
 
     def _check(self) -> None:
         """Raise if this environment can no longer be used."""
 
     def endpoints_frame(self, *, redact: bool = True) -> pd.DataFrame:
         """One row per endpoint: name, host (account prefix redacted unless ``redact=False``), class, what."""
+        import pandas as pd
+
         return pd.DataFrame(
             [
                 {
@@ -500,17 +482,17 @@ class _Env:
     ) -> Iterator[dict[str, str | None]]:
         """Environment variables that make unchanged boto3 code behave like the incident's environment.
 
-        ``certifi``: AWS_CA_BUNDLE = that release's trust store (stands in for "this certifi is
+        ``certifi``: AWS_CA_BUNDLE = that release's trust view (stands in for "this certifi is
         installed"). ``iot_data_endpoint``: 'legacy' sets AWS_ENDPOINT_URL_IOT_DATA_PLANE to
         data.iot.<region> (what botocore < 1.24.30 chose by default); 'ats' / 'account-ats' the ATS
         hosts; 'default' leaves botocore's choice. ``max_attempts`` / ``retry_mode``: AWS_MAX_ATTEMPTS /
         AWS_RETRY_MODE (None keeps what is set). AWS_DEFAULT_REGION is this environment's region.
-        Yields the variables it set.
+        Everything is restored after the block. Yields the variables it set.
         """
         self._check()
         values: dict[str, str | None] = {"AWS_DEFAULT_REGION": self.region}
         if certifi is not None:
-            values["AWS_CA_BUNDLE"] = str(self.trust_view(certifi))
+            values["AWS_CA_BUNDLE"] = str(self.trust_view(certifi).path())
         if iot_data_endpoint != "default":
             values["AWS_ENDPOINT_URL_IOT_DATA_PLANE"] = self.iot_data_url(iot_data_endpoint)
         if max_attempts is not None:
@@ -525,7 +507,7 @@ class _Env:
 
 @dataclass
 class LabEnv(_Env):
-    """What ``running()`` gives: the lab, its endpoints, trust views and a thing ready for shadow calls."""
+    """The lab: its server, its endpoints, trust views with lab twins, and a thing ready for shadow calls."""
 
     lab: Lab | None = None
 
@@ -542,13 +524,9 @@ class LabEnv(_Env):
     def _check(self) -> None:
         self.lab._require_running()
 
-    def bundle(self, release: str | bundles.Bundle) -> bundles.Bundle:
-        """The lab trust view of ``release``: its real roots, twins swapped in (see :func:`trust_view`)."""
+    def trust_view(self, release: str | bundles.Bundle) -> bundles.Bundle:
+        """The release's real roots with the lab twins swapped in (see :func:`trust_view`)."""
         return trust_view(release)
-
-    def across_certifi(self, chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
-        """The chain's verdict for every certifi release's lab trust view (see :func:`across_certifi`)."""
-        return across_certifi(chain, hostname=hostname, at=at)
 
     def connections(self) -> pd.DataFrame:
         """The lab's TLS handshakes so far (see :meth:`Lab.connections`)."""
@@ -563,31 +541,27 @@ class LabEnv(_Env):
 class LiveEnv(_Env):
     """Live mode's counterpart of LabEnv: real AWS endpoints and the real certifi releases."""
 
-    def bundle(self, release: str | bundles.Bundle) -> bundles.Bundle:
+    mode = Mode.LIVE
+
+    def trust_view(self, release: str | bundles.Bundle) -> bundles.Bundle:
         """The real roots of a certifi release (or the Bundle given)."""
         return bundles.certifi(release) if isinstance(release, str) else release
 
-    def across_certifi(self, chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
-        """The chain's verdict for every real certifi release (``chains.across_certifi``)."""
-        from helpers import chains
-
-        return chains.across_certifi(chain, hostname=hostname, at=at)
-
 
 @contextmanager
-def live(region: str = DEFAULT_REGION, *, thing_name: str = DEFAULT_THING, session=None) -> Iterator[LiveEnv]:
-    """Real AWS with your credentials (live mode): the same surface as :func:`running`, nothing served here.
+def live(region: str = REGION, *, thing_name: str = THING_NAME, session=None) -> Iterator[LiveEnv]:
+    """Real AWS with your credentials: the same surface as :func:`running`, nothing served here.
 
-    ``thing_name`` must exist in ``region``; its shadow will be updated. One-line LabError otherwise.
+    Credentials, region and ``thing_name`` (whose shadow will be updated) are checked up front;
+    a one-line LabError says what to fix.
     """
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from helpers.endpoints import _session
-
-    iot = _session(session).client("iot", region_name=region)
+    endpoints.check_region(region)
+    iot = _aws.session(session).client("iot", region_name=region)
     try:
         iot.describe_thing(thingName=thing_name)
-        endpoints = _endpoints(iot, region)
+        found = _endpoints(iot, region)
     except NoCredentialsError:
         raise LabError(
             "no AWS credentials found; configure them (aws configure, AWS_PROFILE) or use mode='lab'"
@@ -602,50 +576,15 @@ def live(region: str = DEFAULT_REGION, *, thing_name: str = DEFAULT_THING, sessi
         raise LabError(f"AWS IoT in {region} said {code or exc}; check your credentials and region") from None
     except BotoCoreError as exc:
         raise LabError(f"cannot reach AWS IoT in {region}: {exc}") from None
-    yield LiveEnv(region=region, thing_name=thing_name, endpoints=endpoints)
-
-
-def botocore_retries() -> pd.DataFrame:
-    """One row per botocore retry mode: attempts for a connection error and the backoff sleeps they add.
-
-    Read from the installed botocore: standard mode's attempts and jittered backoff
-    (``rand * base * 2**(n-1)`` with base 50 ms), legacy mode's ``_retry.json`` (``rand * 2**(n-1)`` s).
-    ``default`` marks the mode this botocore uses when nothing is configured.
-    """
-    import botocore.loaders
-    from botocore.configprovider import BOTOCORE_DEFAUT_SESSION_VARIABLES
-    from botocore.retries import standard
-
-    default_mode = BOTOCORE_DEFAUT_SESSION_VARIABLES["retry_mode"][2]
-    legacy = botocore.loaders.Loader().load_data("_retry")["retry"]["__default__"]
-    backoff = standard.ExponentialBackoff
-    base = backoff._DEFAULT_BACKOFF_CONFIG["non_throttling_base_scale"]
-    modes = {
-        "standard": (standard.DEFAULT_MAX_ATTEMPTS, base, backoff._BASE, backoff._MAX_BACKOFF),
-        "legacy": (legacy["max_attempts"], 1.0, legacy["delay"]["growth_factor"], float("inf")),
-    }
-    rows = []
-    for mode, (attempts, scale, growth, cap) in modes.items():
-        worst = sum(min(scale * growth ** (n - 1), cap) for n in range(1, attempts))
-        rows.append(
-            {
-                "retry_mode": mode,
-                "default": mode == default_mode,
-                "attempts": attempts,
-                "backoff": f"rand(0,1) x {scale:g} s x {growth}^(n-1)",
-                "expected_sleep_s": worst / 2,
-                "worst_sleep_s": worst,
-            }
-        )
-    return pd.DataFrame(rows)
+    yield LiveEnv(region=region, thing_name=thing_name, endpoints=found)
 
 
 @contextmanager
 def running(
-    region: str = DEFAULT_REGION,
+    region: str = REGION,
     *,
     port: int = 0,
-    thing_name: str = DEFAULT_THING,
+    thing_name: str = THING_NAME,
     certifi: str | bundles.Bundle | None = None,
 ) -> Iterator[LabEnv]:
     """Start a lab, route AWS names to it, set fake credentials and a trust view, create a thing; undo all.
@@ -671,18 +610,12 @@ def running(
         lab.stop()
 
 
-def across_certifi(chain, *, hostname: str, at: dt.datetime | None = None) -> pd.DataFrame:
-    """:func:`helpers.chains.across_certifi` for a chain the lab served: each release's lab trust view.
-
-    A lab chain ends at twins, so it is checked against every certifi release (oldest first) with the
-    real roots that have twins swapped in; same columns as ``chains.across_certifi``.
-    """
-    from helpers import chains
-
-    releases = bundles.certifi_releases()
-    views = (trust_view(version) for version in releases["version"])
-    frame = chains.across_bundles(chain, views, hostname=hostname, at=at)
-    verdict_columns = [c for c in frame.columns if c not in ("bundle", "version", "changed")]
-    return frame.assign(version=releases["version"].to_numpy(), released=releases["released"].to_numpy())[
-        ["version", "released", *verdict_columns, "changed"]
-    ]
+def environment(mode: str = Mode.LAB, *, region: str = REGION, thing_name: str = THING_NAME, session=None):
+    """The one way in for notebooks and the command: ``running(...)`` for "lab", ``live(...)`` for
+    "live". Use it as a context manager; the environment it yields has the same surface either way."""
+    mode = Mode(mode)
+    if mode is Mode.LAB:
+        return running(region, thing_name=thing_name)
+    if mode is Mode.LIVE:
+        return live(region, thing_name=thing_name, session=session)
+    raise ValueError(f"mode={mode!r}: an environment is 'lab' or 'live'")

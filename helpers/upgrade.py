@@ -1,383 +1,26 @@
-"""Upgrade checks: what certifi and botocore each side of an upgrade installs, and what that breaks."""
+"""The upgrade gate: what each side of an upgrade would trust, and which endpoints the upgrade breaks."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
-import re
-import subprocess
-import sys
-import tempfile
-import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from helpers.bundles import Bundle
+from helpers.incident import REGION
+from helpers.kinds import Change, Mode, Reason
+from helpers.requirements import Environment, ResolutionError, resolve
 
 if TYPE_CHECKING:
+    from helpers.botocore_facts import DefaultEndpoint
+    from helpers.bundles import Bundle
     from helpers.chains import Chain
-    from helpers.endpoints import DefaultEndpoint
 
-__all__ = [
-    "spec_path",
-    "CHANGES",
-    "Environment",
-    "ResolutionError",
-    "Side",
-    "UpgradeCheck",
-    "check",
-    "run_check",
-    "side",
-    "vendored_bundle",
-    "parse_requirements",
-    "read_lock",
-    "resolve",
-    "resolve_with_pip",
-]
-
-WATCHED = ("certifi", "botocore", "boto3", "requests", "urllib3")
-
-
-class ResolutionError(ValueError):
-    """A requirements or lock file that cannot be read or resolved (one line, names the file)."""
-
-
-def normalize(name: str) -> str:
-    """PEP 503 normalised distribution name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What one side of an upgrade would install: distribution name -> version, and how we know."""
-
-    source: str
-    method: str  # "lock" (complete lock file), "pins" (pinned in the file), "pip" (pip's dry-run report)
-    packages: dict[str, str] = field(default_factory=dict)
-    note: str = ""
-
-    @property
-    def certifi(self) -> str | None:
-        """The certifi version this side installs, or None when it installs no certifi."""
-        return self.packages.get("certifi")
-
-    @property
-    def botocore(self) -> str | None:
-        """The botocore version this side installs, or None when botocore comes from elsewhere."""
-        return self.packages.get("botocore")
-
-    def watched(self) -> dict[str, str | None]:
-        """Versions of the packages that matter for TLS to AWS (None where not installed)."""
-        return {name: self.packages.get(name) for name in WATCHED}
-
-
-# --- requirements files ----------------------------------------------------------------------------
-
-_REQ = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?P<spec>[^;@]*)(?P<rest>.*)$")
-_PIN = re.compile(r"^===?\s*(?P<version>[A-Za-z0-9._+!-]+)$")
-_OPTION_WITH_VALUE = (
-    "-i",
-    "--index-url",
-    "--extra-index-url",
-    "-f",
-    "--find-links",
-    "--trusted-host",
-    "--no-binary",
-    "--only-binary",
-    "--use-feature",
-)
-
-
-@dataclass
-class Requirements:
-    """A requirements file flattened through its ``-r``/``-c`` includes."""
-
-    pins: dict[str, str] = field(default_factory=dict)  # exact ``==`` pins (requirements and constraints)
-    unpinned: list[str] = field(default_factory=list)  # requirement lines that are not exact pins
-    hashed: int = 0  # requirement lines carrying --hash
-    requirements: int = 0
-    generated_lock: bool = False  # pip-compile / uv pip compile output
-
-    @property
-    def complete(self) -> bool:
-        """True when the file pins the whole environment (hash-checking mode, or compiled output)."""
-        if self.unpinned or not self.requirements:
-            return False
-        return self.generated_lock or self.hashed == self.requirements
-
-
-def _logical_lines(text: str) -> list[str]:
-    """Lines with comments removed and backslash continuations joined."""
-    lines, pending = [], ""
-    for raw in text.splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = (pending + line).strip()
-        pending = ""
-        if line:
-            lines.append(line)
-    if pending.strip():
-        lines.append(pending.strip())
-    return lines
-
-
-def parse_requirements(path: str | os.PathLike, *, _seen: set[Path] | None = None) -> Requirements:
-    """Read a requirements file (pins, hashes, ``-r``/``-c`` includes, pip-compile output)."""
-    path = Path(path)
-    seen = _seen if _seen is not None else set()
-    if path.resolve() in seen:
-        return Requirements()
-    seen.add(path.resolve())
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResolutionError(f"{path}: no such requirements file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResolutionError(f"{path}: cannot read it ({exc.__class__.__name__})") from None
-    result = Requirements(generated_lock=bool(re.search(r"autogenerated by (pip-compile|uv)", text, re.I)))
-    for line in _logical_lines(text):
-        head, _, tail = line.partition(" ")
-        if head in ("-r", "--requirement", "-c", "--constraint") or re.match(
-            r"^(-[rc]|--requirement=|--constraint=)", head
-        ):
-            target = (
-                tail.strip()
-                if head in ("-r", "--requirement", "-c", "--constraint")
-                else re.sub(r"^(-[rc]|--\w+=)", "", head)
-            )
-            included = parse_requirements(path.parent / target, _seen=seen)
-            result.pins.update(included.pins)
-            if head.startswith(("-r", "--requirement")):
-                result.unpinned += included.unpinned
-                result.hashed += included.hashed
-                result.requirements += included.requirements
-            continue
-        if head.startswith("-e") or head.startswith("--editable"):
-            result.unpinned.append(line)
-            result.requirements += 1
-            continue
-        if head.startswith("-"):
-            continue  # --index-url, --hash-only lines, --pre, ... do not change what is pinned
-        match = _REQ.match(line)
-        if not match:
-            if "://" in line or line.startswith((".", "/")):
-                result.unpinned.append(line)  # a URL or local path: only pip can tell what it is
-                result.requirements += 1
-                continue
-            raise ResolutionError(f"{path}: cannot parse requirement line {line!r}")
-        result.requirements += 1
-        result.hashed += "--hash" in line
-        spec = re.split(r"\s--", match["spec"], maxsplit=1)[0].strip()
-        pin = _PIN.match(spec)
-        if pin and "*" not in pin["version"] and not match["rest"].lstrip().startswith("@"):
-            result.pins[normalize(match["name"])] = pin["version"]
-        else:
-            result.unpinned.append(line)
-    return result
-
-
-# --- lock files ------------------------------------------------------------------------------------
-
-
-def _from_toml_packages(path: Path, key: str) -> dict[str, str]:
-    """name -> version from a TOML lock's ``[[package]]``/``[[packages]]`` tables."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ResolutionError(f"{path}: not a valid TOML lock file ({exc})") from None
-    packages: dict[str, set[str]] = {}
-    for entry in data.get(key, []):
-        if entry.get("category") == "dev" or "name" not in entry or "version" not in entry:
-            continue
-        packages.setdefault(normalize(entry["name"]), set()).add(str(entry["version"]))
-    return _single_versions(path, packages)
-
-
-def _single_versions(path: Path, packages: dict[str, set[str]]) -> dict[str, str]:
-    """Collapse name -> {versions}; a watched package at several versions is an error."""
-    out = {}
-    for name, versions in packages.items():
-        if len(versions) > 1 and name in WATCHED:
-            raise ResolutionError(
-                f"{path}: locks {name} at several versions ({', '.join(sorted(versions))}); "
-                "pass a lock for one environment"
-            )
-        out[name] = sorted(versions)[-1]
-    return out
-
-
-def _from_pipfile_lock(path: Path) -> dict[str, str]:
-    """name -> version from Pipfile.lock's ``default`` section."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResolutionError(f"{path}: not a valid Pipfile.lock ({exc})") from None
-    default = data.get("default")
-    if not isinstance(default, dict):
-        raise ResolutionError(f"{path}: no 'default' section; is this a Pipfile.lock?")
-    return {
-        normalize(name): str(info["version"]).lstrip("=")
-        for name, info in default.items()
-        if isinstance(info, dict) and "version" in info
-    }
-
-
-def read_lock(path: str | os.PathLike) -> dict[str, str] | None:
-    """name -> version from a lock file (poetry.lock, Pipfile.lock, uv.lock, pylock.toml); None if not one."""
-    path = Path(path)
-    name = path.name.lower()
-    if name == "pipfile.lock":
-        return _from_pipfile_lock(path)
-    if name in ("poetry.lock", "uv.lock"):
-        return _from_toml_packages(path, "package")
-    if re.fullmatch(r"pylock(\.[^.]+)?\.toml", name):
-        return _from_toml_packages(path, "packages")
-    return None
-
-
-# --- resolution ------------------------------------------------------------------------------------
-
-
-def resolve_with_pip(requirements_path: str | os.PathLike, *, timeout: float = 300.0) -> dict[str, str]:
-    """name -> version that ``pip install -r FILE`` would install here (pip's dry-run JSON report).
-
-    Uses the user's pip configuration (index, mirror, proxy). Raises ResolutionError with pip's
-    own one-line reason when resolution fails or the index cannot be reached.
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--no-input",
-        "--disable-pip-version-check",
-        "--retries",
-        "1",
-        "--report",
-        "-",
-        "-r",
-        str(requirements_path),
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise ResolutionError(
-            f"{requirements_path}: pip did not finish resolving within {timeout:.0f} s"
-        ) from None
-    if done.returncode != 0:
-        raise ResolutionError(f"{requirements_path}: pip could not resolve it: {_pip_reason(done.stderr)}")
-    try:
-        report = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise ResolutionError(f"{requirements_path}: pip printed no installation report") from None
-    return {
-        normalize(item["metadata"]["name"]): item["metadata"]["version"] for item in report.get("install", [])
-    }
-
-
-def _pip_reason(stderr: str) -> str:
-    """The line of pip's stderr that says why it failed."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR:")]
-    unreachable = any("NewConnectionError" in line or "Max retries exceeded" in line for line in lines)
-    reason = errors[0].removeprefix("ERROR:").strip() if errors else (lines[-1] if lines else "unknown error")
-    versions = re.search(r"\(from versions: ([^)]*)\)", reason)
-    if versions and versions.group(1).count(",") > 4:
-        listed = versions.group(1).split(", ")
-        reason = reason.replace(versions.group(0), f"(from versions: {listed[0]} ... {listed[-1]})")
-    if unreachable:
-        reason = f"the package index cannot be reached ({reason})"
-    return reason[:300]
-
-
-def _inline_requirements(text: str) -> Path:
-    """Write inline requirement specifiers ('requests==2.26.0 certifi==2021.10.8') to a temp file."""
-    specs = [s for s in re.split(r"[\s,]+", text.strip()) if s]
-    fd, name = tempfile.mkstemp(suffix=".txt", prefix="atskit-req-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write("\n".join(specs) + "\n")
-    return Path(name)
-
-
-def _looks_inline(spec: str) -> bool:
-    """True for 'name==1.2 other==3' style text rather than a path."""
-    return bool(re.fullmatch(r"[\sA-Za-z0-9._\-\[\],=<>!~*]+", spec)) and bool(re.search(r"[=<>~]", spec))
-
-
-def spec_path(path_or_pins: str, *, name: str = "spec") -> str:
-    """A requirements/lock path given relative to the kit's root, made absolute; inline pins as given.
-
-    Notebooks run in ``notebooks/`` but their defaults name files from the kit's root
-    (``docs/examples/incident-before.txt``); an empty value raises a ValueError naming ``name``.
-    """
-    from helpers._paths import ROOT
-
-    if not isinstance(path_or_pins, str) or not path_or_pins.strip():
-        raise ValueError(
-            f"{name} is empty: give a requirements/lock file or inline pins like 'certifi==2021.10.8'"
-        )
-    candidate = ROOT / path_or_pins
-    return str(candidate) if not Path(path_or_pins).exists() and candidate.exists() else path_or_pins
-
-
-def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
-    """What a requirements file, lock file or inline specifier list would install.
-
-    Lock files and complete pinned requirements (every line hashed, or pip-compile output) are
-    read as they are; a file that pins both certifi and botocore is read from its pins; anything
-    else is resolved with pip's dry-run report (``use_pip=False`` makes that an error instead).
-    """
-    text = os.fspath(spec)
-    path = Path(text)
-    inline = not path.exists() and _looks_inline(text)
-    if path.is_dir():
-        raise ResolutionError(f"{text}: is a directory; pass a requirements or lock file")
-    if not inline and not path.is_file():
-        raise ResolutionError(
-            f"{text}: no such requirements or lock file "
-            "(pass a path, or inline pins like 'certifi==2021.10.8')"
-        )
-    label = f"'{text.strip()}'" if inline else str(path)
-    if not inline:
-        locked = read_lock(path)
-        if locked is not None:
-            return Environment(label, "lock", locked, note=f"read from {path.name}")
-    req_path = _inline_requirements(text) if inline else path
-    try:
-        requirements = parse_requirements(req_path)
-        if requirements.complete:
-            return Environment(label, "lock", requirements.pins, note="complete pinned requirements")
-        if "certifi" in requirements.pins and "botocore" in requirements.pins:
-            return Environment(label, "pins", requirements.pins, note="certifi and botocore are pinned")
-        if not use_pip:
-            raise ResolutionError(
-                f"{label}: certifi/botocore are not both pinned and resolving with pip is off; "
-                "pin them or use a lock file"
-            )
-        packages = resolve_with_pip(req_path)
-        return Environment(label, "pip", packages, note="resolved with pip install --dry-run --report")
-    except ResolutionError as exc:
-        if inline:
-            raise ResolutionError(str(exc).replace(str(req_path), label)) from None
-        raise
-    finally:
-        if inline:
-            req_path.unlink(missing_ok=True)
-
-
-# --- the upgrade check -----------------------------------------------------------------------------
-
-CHANGES = ("still-ok", "broke", "fixed", "still-failing", "unknown")
+__all__ = ["DEFAULT_HOST_LABEL", "Side", "UpgradeCheck", "check", "run_check", "side", "style_changes"]
 
 
 @dataclass
@@ -410,56 +53,6 @@ class Side:
         }
 
 
-def vendored_bundle(botocore_version: str) -> tuple[Bundle | None, str]:
-    """botocore's vendored ``cacert.pem`` for a release, and how the kit knows it.
-
-    The installed botocore's file is read directly. Otherwise the default-endpoint table (data/botocore)
-    records the SHA-256 of each probed release's ``cacert.pem``; when it equals a certifi release's
-    ``cacert.pem`` digest (data/certifi), that release's roots are exactly the vendored file's. A release
-    between two probed ones that carry the same file is taken to carry it too (said in the rule).
-    """
-    import botocore
-
-    from helpers import bundles, endpoints
-
-    if botocore_version == botocore.__version__:
-        return bundles.botocore_vendored(), f"botocore {botocore_version}'s vendored cacert.pem (installed)"
-    table = endpoints.default_endpoint_table()
-    table = table.drop_duplicates("version").assign(_key=lambda f: f["version"].map(endpoints._version_key))
-    key = endpoints._version_key(botocore_version)
-    exact = table[table["_key"] == key]
-    if not exact.empty:
-        sha, basis = exact.iloc[0]["cacert_sha256"], "probed"
-    else:
-        low, high = table[table["_key"] < key], table[table["_key"] > key]
-        if low.empty or high.empty or low.iloc[-1]["cacert_sha256"] != high.iloc[0]["cacert_sha256"]:
-            return None, (
-                f"botocore {botocore_version}'s vendored cacert.pem is not in the kit's data "
-                "(not probed, and its probed neighbours differ); pin certifi to check this side"
-            )
-        sha = low.iloc[-1]["cacert_sha256"]
-        low_v, high_v = low.iloc[-1]["version"], high.iloc[0]["version"]
-        basis = f"between probed {low_v} and {high_v}, which carry the same file"
-    releases = bundles.certifi_releases()
-    same = releases[releases["cacert_sha256"] == sha]
-    if same.empty:
-        return (
-            None,
-            f"botocore {botocore_version}'s vendored cacert.pem matches no certifi release in the kit's data",
-        )
-    version = same.iloc[0]["version"]
-    bundle = bundles.certifi(version)
-    rule = f"botocore {botocore_version}'s vendored cacert.pem ({basis}; identical to certifi {version}'s)"
-    return Bundle(
-        name="botocore-vendored",
-        version=botocore_version,
-        source=rule,
-        certificates=bundle.certificates,
-        problems=bundle.problems,
-        warnings=bundle.warnings,
-    ), rule
-
-
 def side(
     name: str,
     spec: str | os.PathLike | Environment,
@@ -476,7 +69,7 @@ def side(
     """
     import botocore
 
-    from helpers import bundles, endpoints
+    from helpers import botocore_facts, bundles
 
     environment = spec if isinstance(spec, Environment) else resolve(spec, use_pip=use_pip)
     if environment.botocore:
@@ -491,9 +84,9 @@ def side(
             raise ResolutionError(f"{environment.source}: {exc}") from None
         rule = f"certifi {environment.certifi} is installed, so botocore loads certifi.where()"
     else:
-        bundle, rule = vendored_bundle(botocore_version)
+        bundle, rule = botocore_facts.vendored_bundle(botocore_version)
         rule = "no certifi, so botocore loads its vendored cacert.pem: " + rule
-    default = endpoints.default_data_endpoint(botocore_version, region=region or endpoints.DEFAULT_REGION)
+    default = botocore_facts.default_data_endpoint(botocore_version, region=region or REGION)
     return Side(name, environment, botocore_version, botocore_from, bundle, rule, default)
 
 
@@ -539,13 +132,13 @@ class UpgradeCheck:
     def broken(self) -> list[str]:
         """Endpoints that passed before and fail after."""
         changes = self.changes()
-        return changes.loc[changes["change"] == "broke", "endpoint"].tolist()
+        return changes.loc[changes["change"] == Change.BROKE, "endpoint"].tolist()
 
     @property
     def unknown(self) -> list[str]:
         """Endpoints whose verdict on a side could not be computed."""
         changes = self.changes()
-        return changes.loc[changes["change"] == "unknown", "endpoint"].tolist()
+        return changes.loc[changes["change"] == Change.UNKNOWN, "endpoint"].tolist()
 
     @property
     def exit_code(self) -> int:
@@ -579,12 +172,12 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
-def _change(ok_before, ok_after) -> str:
+def _change(ok_before, ok_after) -> Change:
     """still-ok, broke, fixed, still-failing, or unknown (a side could not be checked)."""
     if ok_before is None or ok_after is None or pd.isna(ok_before) or pd.isna(ok_after):
-        return "unknown"
-    return {(True, True): "still-ok", (True, False): "broke", (False, True): "fixed"}.get(
-        (bool(ok_before), bool(ok_after)), "still-failing"
+        return Change.UNKNOWN
+    return {(True, True): Change.STILL_OK, (True, False): Change.BROKE, (False, True): Change.FIXED}.get(
+        (bool(ok_before), bool(ok_after)), Change.STILL_FAILING
     )
 
 
@@ -609,6 +202,8 @@ def check(
     """
     from helpers import chains as _chains
 
+    at = _chains.parse_time(at)
+
     by_host = {chain.hostname: chain for chain in chains.values() if chain.hostname}
     stores = {}
     for s in (before, after):
@@ -625,7 +220,7 @@ def check(
         }
         if chain is None or store is None:
             why = note or s.bundle_rule
-            return {**base, "ok": None, "reason": "unknown", "missing_issuer": None, "message": why}
+            return {**base, "ok": None, "reason": Reason.UNKNOWN, "missing_issuer": None, "message": why}
         verdict = _chains.verify(chain, store, hostname=host, at=at)
         return {**base, **verdict.row()}
 
@@ -657,60 +252,51 @@ def check(
     return UpgradeCheck(before, after, pd.DataFrame(rows, columns=columns), at=at, chains=checked)
 
 
-MODES = ("lab", "live", "saved")
-LAB_ENDPOINTS = ("data_legacy", "data_ats", "account_ats")
-
-
 def run_check(
-    before: str | os.PathLike,
-    after: str | os.PathLike,
+    before: str | os.PathLike | Environment,
+    after: str | os.PathLike | Environment,
     *,
-    mode: str = "lab",
-    endpoints: list[str] | tuple[str, ...] = (),
-    chain_files: list[str] | tuple[str, ...] = (),
+    mode: str = Mode.LAB,
+    endpoint_hosts: Sequence[str] = (),
+    chain_files: Sequence[str | os.PathLike] = (),
     region: str | None = None,
     runtime_botocore: str | None = None,
-    at: dt.datetime | None = None,
+    at: dt.datetime | str | None = None,
     use_pip: bool = True,
     timeout: float = 10.0,
+    save_dir: str | os.PathLike | None = None,
 ) -> UpgradeCheck:
-    """The whole upgrade check in one call (what notebook 04 and ``atskit upgrade-check`` do).
+    """The whole upgrade check in one call: what ``atskit upgrade-check`` and notebooks 04/05 run.
 
-    ``mode``: "lab" starts the offline lab and checks ``endpoints`` (default: its legacy, ATS and
-    account ATS hosts) against the lab's trust views; "live" captures ``endpoints`` (HOST or HOST:PORT)
-    from the network; "saved" checks ``chain_files`` only and never connects anywhere.
+    ``mode``: "lab" starts the offline lab and checks ``endpoint_hosts`` (default: its legacy, ATS and
+    account ATS hosts) against the lab's trust views; "live" captures ``endpoint_hosts`` (HOST or
+    HOST:PORT) from the network; "saved" checks ``chain_files`` only and connects nowhere.
+    ``save_dir``: also save each captured chain there.
     """
-    from helpers import chains as _chains
+    from helpers import chains, lab
 
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: use one of {', '.join(MODES)}")
+    mode = Mode(mode)
+    region = region or REGION
     sides = [
         side(name, spec, runtime_botocore=runtime_botocore, region=region, use_pip=use_pip)
         for name, spec in (("before", before), ("after", after))
     ]
-    collected = {}
-    for path in chain_files:
-        chain = _chains.load_chain(Path(path))
-        collected[chain.label] = chain
 
-    def capture(host_port: str) -> Chain:
-        host, _, port = host_port.partition(":")
-        return _chains.fetch_chain(host, int(port or 443), timeout=timeout)
+    def fetch(host: str) -> Chain:
+        return chains.fetch_chain(host, 443, timeout=timeout)
 
-    if mode == "saved":
-        return check(*sides, collected, at=at)
-    if mode == "live":
-        for host_port in endpoints:
-            chain = capture(host_port)
-            collected[chain.label] = chain
-        return check(*sides, collected, fetch=capture, at=at)
-    from helpers import lab
-
-    with lab.running(region=region or lab.DEFAULT_REGION) as env:
-        for host_port in endpoints or [env.endpoints[name] for name in LAB_ENDPOINTS]:
-            chain = capture(host_port)
-            collected[chain.label] = chain
-        return check(*sides, collected, fetch=capture, trust=lab.trust_view, at=at)
+    if mode is Mode.LIVE and not endpoint_hosts:
+        raise ValueError("mode='live' needs endpoint_hosts=['HOST[:PORT]', ...] to capture")
+    if mode is Mode.SAVED and not chain_files:
+        raise ValueError("mode='saved' needs chain_files=['path/to/chain.pem', ...]")
+    options = {"chain_files": chain_files, "timeout": timeout, "save_dir": save_dir}
+    if mode is Mode.SAVED:
+        return check(*sides, chains.collect(**options), at=at)
+    if mode is Mode.LIVE:
+        return check(*sides, chains.collect(endpoint_hosts, **options), fetch=fetch, at=at)
+    with lab.environment(Mode.LAB, region=region) as env:
+        collected = chains.collect(list(endpoint_hosts) or env.checked_hosts(), **options)
+        return check(*sides, collected, fetch=fetch, trust=env.trust_view, at=at)
 
 
 def style_changes(styler):

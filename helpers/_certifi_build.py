@@ -1,9 +1,9 @@
-"""Build data/certifi from the package index through pip: every certifi release's roots, each stored once."""
+"""Build data/certifi from the package index through pip (``atskit refresh-certifi`` only; readers use
+``_certifi_store``)."""
 
 from __future__ import annotations
 
 import ast
-import base64
 import csv
 import hashlib
 import io
@@ -27,42 +27,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from helpers import _x509
+from helpers._certifi_store import (
+    MEMBERSHIP_FILE,
+    RELEASE_COLUMNS,
+    RELEASES_FILE,
+    ROOTS_FILE,
+    SOURCE_FILE,
+    normalize_version,
+    read_membership,
+    read_releases,
+    version_key,
+)
 from helpers._io import atomic_write_text
 from helpers._paths import DATA_DIR
+from helpers.kinds import KitError
 
 PACKAGE = "certifi"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
-ROOTS_FILE = "roots.pem"
-MEMBERSHIP_FILE = "membership.csv"
-RELEASES_FILE = "releases.csv"
-SOURCE_FILE = "source.json"
-RELEASE_COLUMNS = [
-    "version",
-    "version_on_index",
-    "status",
-    "uploaded_at",
-    "yanked",
-    "filename",
-    "file_sha256",
-    "fetched_with",
-    "cacert_member",
-    "cacert_sha256",
-    "blocks",
-    "roots",
-    "problems",
-    "problem_reasons",
-    "loaded_with_warning",
-    "fingerprints_digest",
-]
 _JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 _FILE_RE = re.compile(r"^certifi-(?P<version>.+?)(?P<kind>-py[^-]*-none-any\.whl|\.tar\.gz|\.zip)$")
 
 
-class IndexUnreachable(OSError):
+class IndexUnreachable(KitError, OSError):
     """The package index could not be reached (the embedded data is left as it is)."""
 
 
-class BuildError(RuntimeError):
+class BuildError(KitError, RuntimeError):
     """The index answered but a release could not be fetched or checked (nothing is written)."""
 
 
@@ -141,26 +131,6 @@ class BuildResult:
 
 
 # ---------------------------------------------------------------- versions
-
-
-def normalize_version(version: str) -> str:
-    """PEP 440 normal form of a certifi version: '2020.06.20' -> '2020.6.20'."""
-    parts = str(version).strip().lower().lstrip("v").replace("-", ".").replace("_", ".").split(".")
-    return ".".join(str(int(p)) if p.isdigit() else p for p in parts if p != "")
-
-
-def version_key(version: str) -> tuple:
-    """Sort key for certifi versions (numeric parts numerically; '.post1' after the plain release)."""
-    key: list = []
-    for part in normalize_version(version).split("."):
-        match = re.fullmatch(r"([a-z]*)(\d*)", part)
-        if part.isdigit():
-            key.append((1, int(part), ""))
-        elif match:
-            key.append((0 if match.group(1) != "post" else 2, int(match.group(2) or 0), match.group(1)))
-        else:
-            key.append((0, 0, part))
-    return tuple(key)
 
 
 # ---------------------------------------------------------------- pip and the index
@@ -417,14 +387,7 @@ def split_blocks(pem: bytes) -> list[tuple[str, bytes | None, bytes]]:
     return [(fp, der, body) for fp, der, body, _ in _x509.pem_blocks(pem)]
 
 
-def block_pem(der: bytes | None, body: bytes) -> bytes:
-    """A block as PEM text: re-wrapped base64 of the DER, or the raw body when it is not base64."""
-    if der is None:
-        text = body
-    else:
-        encoded = base64.b64encode(der)
-        text = b"\n".join(encoded[i : i + 64] for i in range(0, len(encoded), 64))
-    return b"-----BEGIN CERTIFICATE-----\n" + text + b"\n-----END CERTIFICATE-----\n"
+block_pem = _x509.pem_block_text
 
 
 def fingerprints_digest(fingerprints: list[str] | set[str] | frozenset[str]) -> str:
@@ -450,26 +413,6 @@ def read_roots_text(data_dir: Path) -> dict[str, bytes]:
     """fingerprint -> PEM block text of data/certifi/roots.pem."""
     pem = (data_dir / ROOTS_FILE).read_bytes()
     return {fp: block_pem(der, body) for fp, der, body in split_blocks(pem)}
-
-
-def read_membership(data_dir: Path) -> dict[str, list[str]]:
-    """version -> block fingerprints in file order."""
-    members: dict[str, list[tuple[int, str]]] = {}
-    with open(data_dir / MEMBERSHIP_FILE, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        at_version, at_position, at_fp = (
-            header.index(c) for c in ("version", "position", "fingerprint_sha256")
-        )
-        for row in reader:
-            members.setdefault(row[at_version], []).append((int(row[at_position]), row[at_fp]))
-    return {v: [fp for _, fp in sorted(rows)] for v, rows in members.items()}
-
-
-def read_releases(data_dir: Path) -> list[dict]:
-    """Rows of data/certifi/releases.csv as dicts of strings."""
-    with open(data_dir / RELEASES_FILE, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _csv_text(rows: list[dict], columns: list[str]) -> str:

@@ -1,0 +1,208 @@
+"""What the notebooks share: their parameter checks, the versions line, and expected failures.
+
+``check_parameters(mode=mode, region=region, ...)`` checks each parameter by its name and returns the
+cleaned values (a single host becomes a list, "false" becomes False, paths are made absolute); a bad
+value raises one ``ValueError`` naming the parameter and what to use instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+__all__ = ["Caught", "check_parameters", "expect_error", "versions", "versions_line"]
+
+_THING = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
+_STEM = re.compile(r"[A-Za-z0-9._-]{1,80}")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0", "")
+
+
+def _mode(name: str, value, *, modes=("lab", "live")) -> str:
+    from helpers.kinds import Mode
+
+    if value not in modes:
+        raise ValueError(f"{name}={value!r}: use {' or '.join(repr(m) for m in modes)}")
+    return Mode(value)
+
+
+def _region(name: str, value) -> str:
+    from helpers.endpoints import check_region
+
+    return check_region(value)
+
+
+def _thing(name: str, value) -> str:
+    if not isinstance(value, str) or not _THING.fullmatch(value):
+        raise ValueError(f"{name}={value!r}: use 1-128 letters, digits, ':', '_' or '-'")
+    return value
+
+
+def _release(name: str, value) -> str:
+    from helpers import bundles
+
+    try:
+        return bundles.certifi(str(value)).version
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r}: {exc}") from None
+
+
+def _root(name: str, value) -> str:
+    from helpers import bundles
+
+    try:
+        bundles.added_in(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r}: {exc}") from None
+    return value
+
+
+def _spec(name: str, value) -> str:
+    from helpers.requirements import spec_path
+
+    return spec_path(value, name=name)
+
+
+def _strings(name: str, value) -> list[str]:
+    if isinstance(value, str):
+        value = [value] if value.strip() else []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(
+            f"{name}={value!r}: give a list of strings, e.g. ['data.iot.ap-northeast-2.amazonaws.com']"
+        )
+    return [v.strip() for v in value]
+
+
+def _paths(name: str, value) -> list[str]:
+    from helpers.requirements import spec_path
+
+    return [spec_path(v, name=name) for v in _strings(name, value)]
+
+
+def _flag(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name}={value!r}: use True or False")
+
+
+def _time(name: str, value):
+    from helpers.chains import parse_time
+
+    if value in ("", None):
+        return None
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}={value!r}: {exc}") from None
+
+
+def _stem(name: str, value) -> str:
+    if not isinstance(value, str) or not _STEM.fullmatch(value):
+        raise ValueError(f"{name}={value!r}: use letters, digits, '.', '_' or '-' (a file name stem)")
+    return value
+
+
+def _botocore(name: str, value) -> str | None:
+    if value in ("", None):
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"\d+(\.\d+)*", value.strip()):
+        raise ValueError(
+            f"{name}={value!r}: use a botocore release like '1.23.1', or '' for the installed one"
+        )
+    return value.strip()
+
+
+def _text(name: str, value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}={value!r}: give text")
+    return value
+
+
+_CHECKS = {  # parameter name -> check; names ending in _certifi or _release are certifi releases
+    "mode": _mode,
+    "region": _region,
+    "thing_name": _thing,
+    "root": _root,
+    "before": _spec,
+    "after": _spec,
+    "endpoint_hosts": _strings,
+    "chain_files": _paths,
+    "at": _time,
+    "incident_start": _time,
+    "resolved": _time,
+    "fail_on_break": _flag,
+    "report_name": _stem,
+    "report_dir": _text,
+    "runtime_botocore": _botocore,
+    "title": _text,
+}
+
+
+def check_parameters(*, modes: tuple[str, ...] = ("lab", "live"), **parameters) -> SimpleNamespace:
+    """Check a notebook's parameters by name; the cleaned values as attributes.
+
+    ``modes`` are the values ``mode`` may take. An unknown parameter name is a TypeError (a check
+    is missing here, not a bad value).
+    """
+    cleaned = {}
+    for name, value in parameters.items():
+        if name.endswith(("_certifi", "_release")):
+            check = _release
+        elif name in _CHECKS:
+            check = _CHECKS[name]
+        else:
+            raise TypeError(f"check_parameters() has no check for {name!r}")
+        cleaned[name] = check(name, value, modes=modes) if check is _mode else check(name, value)
+    return SimpleNamespace(**cleaned)
+
+
+def versions() -> dict[str, str]:
+    """The versions that matter, as their distributions name them (python, boto3, botocore, certifi,
+    cryptography, OpenSSL)."""
+    import importlib.metadata
+    import platform
+    import ssl
+
+    found = {"python": platform.python_version()}
+    found |= {
+        name: importlib.metadata.version(name) for name in ("boto3", "botocore", "certifi", "cryptography")
+    }
+    return found | {"OpenSSL": ssl.OPENSSL_VERSION.removeprefix("OpenSSL ")}
+
+
+def versions_line() -> str:
+    """'python 3.11.7  boto3 1.44.8  ...': what every notebook prints first, as a record."""
+    return "  ".join(f"{name} {version}" for name, version in versions().items())
+
+
+@dataclass
+class Caught:
+    """What an :func:`expect_error` block raised (``error`` is None if it raised nothing)."""
+
+    error: Exception | None = None
+
+    @property
+    def line(self) -> str:
+        """'SSLError: SSL validation failed ...' or 'no error'."""
+        if self.error is None:
+            return "no error"
+        return " ".join(f"{type(self.error).__name__}: {self.error}".split())
+
+
+@contextmanager
+def expect_error() -> Iterator[Caught]:
+    """Run a block that is meant to fail: catch its exception, print it in one line, keep it.
+
+    The notebook goes on (under papermill, nbconvert, JupyterLab's Run All and ``make report``
+    alike), and the next cell checks ``caught.error``.
+    """
+    caught = Caught()
+    try:
+        yield caught
+    except Exception as exc:  # the point of the block: shown, kept, checked by the next cell
+        caught.error = exc
+    print(f"expected an error, got: {caught.line}")
