@@ -18,13 +18,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import _certifi_data, _x509, bundles  # noqa: E402
+from helpers import _certifi_build, _x509, bundles  # noqa: E402
 
 
 def history_cold() -> pd.DataFrame:
     """history() with every cache cleared: read data/certifi, parse each distinct root once, build."""
     bundles._certifi_data_loaded.cache_clear()
-    bundles._history.cache_clear()
     return bundles.history()
 
 
@@ -39,7 +38,7 @@ def _frame_from_pems(pems: dict[str, bytes]) -> pd.DataFrame:
 
 def baseline_from_files(files: dict[str, Path]) -> pd.DataFrame:
     """Open every downloaded release file, extract cacert.pem, parse everything."""
-    return _frame_from_pems({v: _certifi_data.extract_cacert(p)[1] for v, p in files.items()})
+    return _frame_from_pems({v: _certifi_build.extract_cacert(p)[1] for v, p in files.items()})
 
 
 def baseline_from_pem_text(pems: dict[str, bytes]) -> pd.DataFrame:
@@ -79,7 +78,7 @@ def main() -> None:
     )
     print(f"history() warm (cached frame, copy):                      median {warm * 1000:7.1f} ms")
 
-    files = _certifi_data.cached_files()
+    files = _certifi_build.cached_files()
     if len(files) == len(releases):
         base = median_seconds(baseline_from_files, files, repeat=max(3, repeat // 2))
         print(
@@ -99,7 +98,6 @@ def main() -> None:
     )
 
     bundles._certifi_data_loaded.cache_clear()
-    bundles._history.cache_clear()
     gc.collect()
     tracemalloc.start()
     frame = bundles.history()

@@ -414,7 +414,7 @@ def vendored_bundle(botocore_version: str) -> tuple[Bundle | None, str]:
     version = same.iloc[0]["version"]
     bundle = bundles.certifi(version)
     rule = f"botocore {botocore_version}'s vendored cacert.pem ({basis}; identical to certifi {version}'s)"
-    return Bundle(
+    return bundles.Bundle(
         name="botocore-vendored",
         version=botocore_version,
         source=rule,

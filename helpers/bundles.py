@@ -236,6 +236,7 @@ class _CertifiData:
     members: dict[str, list[str]]  # version -> block fingerprints in file order
     blocks: dict[str, bytes]  # fingerprint -> the block's PEM text
     parsed: dict[str, _x509.ParsedPEM] = field(default_factory=dict)  # fingerprint -> parsed block
+    derived: dict = field(default_factory=dict)  # what is built from this data once: bundles, tables
 
     def block(self, fingerprint: str) -> _x509.ParsedPEM:
         """The parsed block of ``fingerprint`` (a certificate, or the problem that stops it)."""
@@ -258,11 +259,7 @@ class _CertifiData:
 @functools.cache
 def _certifi_data_loaded() -> _CertifiData:
     """Read data/certifi (cached; ``_certifi_data_loaded.cache_clear()`` re-reads it on the next call,
-    and that re-read drops the release bundles and tables built from the old data)."""
-    _certifi_bundle.cache_clear()
-    _history.cache_clear()
-    _releases_frame.cache_clear()
-    _roots_frame.cache_clear()
+    and with it goes everything built from the old data: see :func:`_built`)."""
     folder = data_file("certifi")
     blocks = {
         fp: _x509.pem_block_text(der, body)
@@ -279,19 +276,30 @@ def _certifi_data_loaded() -> _CertifiData:
     )
 
 
+def _built(key, build):
+    """What ``build(data)`` makes from the loaded data, made once per load (bundles, tables)."""
+    data = _certifi_data_loaded()
+    if key not in data.derived:
+        data.derived[key] = build(data)
+    return data.derived[key]
+
+
 def certifi_versions() -> list[str]:
     """Every certifi release with roots, oldest first (what :func:`certifi` loads)."""
     return [version for version, status in _certifi_data_loaded().status.items() if status == "ok"]
 
 
-@functools.cache
 def _releases_frame() -> pd.DataFrame:
-    """releases.csv as a typed frame, oldest first."""
+    """releases.csv as a typed frame, oldest first (built once per load)."""
+    return _built("releases", _make_releases_frame)
+
+
+def _make_releases_frame(data: _CertifiData) -> pd.DataFrame:
     import pandas as pd
 
     numeric = ["blocks", "roots", "problems", "loaded_with_warning"]
     releases = (
-        pd.DataFrame(_certifi_data_loaded().releases, columns=_certifi_store.RELEASE_COLUMNS)
+        pd.DataFrame(data.releases, columns=_certifi_store.RELEASE_COLUMNS)
         .replace({"": None})
         .assign(
             uploaded_at=lambda f: pd.to_datetime(f["uploaded_at"], utc=True, format="ISO8601"),
@@ -305,12 +313,14 @@ def _releases_frame() -> pd.DataFrame:
     return releases[front + [c for c in releases.columns if c not in front]]
 
 
-@functools.cache
 def _roots_frame() -> pd.DataFrame:
-    """One row per distinct block of data/certifi: the describe() columns, usable, problem, warning."""
+    """One row per distinct block of data/certifi: describe() columns, usable, problem (once per load)."""
+    return _built("roots", _make_roots_frame)
+
+
+def _make_roots_frame(data: _CertifiData) -> pd.DataFrame:
     import pandas as pd
 
-    data = _certifi_data_loaded()
     rows = []
     for fp in data.blocks:
         parsed = data.block(fp)
@@ -384,10 +394,12 @@ def certifi(version: str) -> Bundle:
     )
 
 
-@functools.cache
 def _certifi_bundle(version: str) -> Bundle:
-    """The shared Bundle of one release with roots (normalized version), built once per loaded data."""
-    data = _certifi_data_loaded()
+    """The shared Bundle of one release with roots (normalized version), built once per load."""
+    return _built(("bundle", version), lambda data: _make_certifi_bundle(data, version))
+
+
+def _make_certifi_bundle(data: _CertifiData, version: str) -> Bundle:
     meta = next(row for row in data.releases if row["version"] == version)
     certificates, problems, warnings = [], [], {}
     for position, fp in enumerate(data.members.get(version, [])):
@@ -408,12 +420,14 @@ def _certifi_bundle(version: str) -> Bundle:
     )
 
 
-@functools.cache
 def _history() -> pd.DataFrame:
-    """The history frame, built once."""
+    """The history frame, built once per load."""
+    return _built("history", _make_history)
+
+
+def _make_history(data: _CertifiData) -> pd.DataFrame:
     import pandas as pd
 
-    data = _certifi_data_loaded()
     releases = certifi_releases()
     pairs = [
         (version, position, fp)

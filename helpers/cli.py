@@ -92,7 +92,7 @@ def parse_at(text: str | None) -> dt.datetime | None:
     try:
         return parse_time(text)
     except ValueError as exc:
-        raise UsageError(f"bad --at: {exc}") from None
+        raise UsageError(f"bad --at {exc}") from None
 
 
 def load_bundles(spec: str) -> list:
@@ -356,12 +356,18 @@ def _lab_serve(args: argparse.Namespace) -> int:
 
 def _upgrade_check(args: argparse.Namespace) -> int:
     """Would this upgrade break TLS to these endpoints? Exit 1 if an endpoint that passed now fails."""
-    from helpers import upgrade
+    from helpers import requirements, upgrade
 
+    try:  # what each side installs, first: a bad file is named before anything else is looked at
+        before, after = (
+            requirements.resolve(spec, use_pip=not args.no_pip) for spec in (args.before, args.after)
+        )
+    except requirements.ResolutionError as exc:
+        raise UsageError(str(exc)) from None
     hosts = _endpoint_hosts(args)
     result = upgrade.run_check(
-        args.before,
-        args.after,
+        before,
+        after,
         mode=_mode(args, hosts),
         endpoint_hosts=hosts,
         chain_files=_chain_files(args),

@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import _x509, endpoints  # noqa: E402
+from helpers import _x509, botocore_facts, endpoints  # noqa: E402
 from helpers._io import atomic_write_text  # noqa: E402
 
 PRIMARY_REGION = "ap-northeast-2"  # the incident's region; the bisection runs on it
@@ -84,7 +84,7 @@ def release_versions() -> list[str]:
     versions = []
     for text in match.group(1).split(","):
         try:
-            versions.append((endpoints._version_key(text), text.strip()))
+            versions.append((botocore_facts.version_key(text), text.strip()))
         except ValueError:  # pre-releases and other non-plain versions are not probed
             continue
     return [text for _, text in sorted(versions)]
@@ -360,7 +360,7 @@ def table(prober: Prober, times: dict[str, str]) -> pd.DataFrame:
             })  # fmt: skip
     frame = pd.DataFrame(rows)
     return (
-        frame.assign(_v=frame["version"].map(endpoints._version_key))
+        frame.assign(_v=frame["version"].map(botocore_facts.version_key))
         .sort_values(["_v", "region"])
         .drop(columns="_v")
         .reset_index(drop=True)

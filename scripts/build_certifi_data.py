@@ -1,6 +1,6 @@
 """Rebuild data/certifi from the package index through pip (same as ``python -m helpers refresh-certifi``).
 
-Usage: python scripts/build_certifi_data.py [--full] [--cache-dir DIR] [--data-dir DIR] [--json]
+Usage: python scripts/build_certifi_build.py [--full] [--cache-dir DIR] [--data-dir DIR] [--json]
 """
 
 from __future__ import annotations

@@ -11,12 +11,12 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from helpers import _certifi_data, bundles, pki
+from helpers import _certifi_build, bundles, incident, pki
 
 matplotlib.use("Agg")
 
 RELEASES = bundles.certifi_releases()
-G5 = bundles.DEFAULT_ROOT
+G5 = incident.ROOT_AT_FAULT
 AWS_ROOTS = [f"Amazon Root CA {i}" for i in range(1, 5)] + [
     "Starfield Services Root Certificate Authority - G2"
 ]
@@ -30,7 +30,7 @@ def test_every_release_reconstructs_to_the_digest_recorded_from_its_file(version
     row = RELEASES.set_index("version").loc[version]
     bundle = bundles.certifi(version)
     every_block = set(bundle.fingerprints) | {p.fingerprint_sha256 for p in bundle.problems}
-    assert _certifi_data.fingerprints_digest(every_block) == row["fingerprints_digest"]
+    assert _certifi_build.fingerprints_digest(every_block) == row["fingerprints_digest"]
     assert len(bundle.certificates) + len(bundle.problems) == row["blocks"]
     assert (len(bundle.certificates), len(bundle.problems)) == (row["roots"], row["problems"])
 
@@ -60,17 +60,17 @@ def test_installed_certifi_matches_its_release_in_the_data():
 
 
 def test_digests_match_the_downloaded_files_where_they_are_cached():
-    cached = _certifi_data.cached_files()
+    cached = _certifi_build.cached_files()
     if not cached:
         pytest.skip(
             "no downloaded certifi files in ~/.cache/atskit (run `python -m helpers refresh-certifi --full`)"
         )
     rows = RELEASES.set_index("version")
     for version, path in cached.items():
-        member, pem = _certifi_data.extract_cacert(path)
+        member, pem = _certifi_build.extract_cacert(path)
         assert hashlib.sha256(pem).hexdigest() == rows.loc[version, "cacert_sha256"], version
-        fps = [fp for fp, _, _ in _certifi_data.split_blocks(pem)]
-        assert _certifi_data.fingerprints_digest(fps) == rows.loc[version, "fingerprints_digest"], version
+        fps = [fp for fp, _, _ in _certifi_build.split_blocks(pem)]
+        assert _certifi_build.fingerprints_digest(fps) == rows.loc[version, "fingerprints_digest"], version
 
 
 # ---------------------------------------------------------------- versions and bad input
@@ -88,7 +88,9 @@ def test_unknown_version_names_the_nearest_releases():
     assert "\n" not in message
     assert "'2020.7.1' is not a release" in message
     versions = RELEASES["version"].tolist()
-    after = next(v for v in versions if _certifi_data.version_key(v) > _certifi_data.version_key("2020.7.1"))
+    after = next(
+        v for v in versions if _certifi_build.version_key(v) > _certifi_build.version_key("2020.7.1")
+    )
     before = versions[versions.index(after) - 1]
     assert f"{before}, {after}" in message  # the releases either side of the unknown one
 

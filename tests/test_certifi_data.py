@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import _certifi_data, _io, _paths, bundles, pki
+from helpers import _certifi_build, _io, _paths, bundles, pki
 from helpers._paths import ROOT
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -62,9 +62,9 @@ class LocalIndex:
     page: dict
     roots: list[pki.CA]
 
-    def settings(self) -> _certifi_data.PipSettings:
+    def settings(self) -> _certifi_build.PipSettings:
         """pip settings pointing at this index only."""
-        return _certifi_data.PipSettings(index_url=self.url, options=("--retries", "0"), timeout=10)
+        return _certifi_build.PipSettings(index_url=self.url, options=("--retries", "0"), timeout=10)
 
 
 def _serve(routes: dict[str, tuple[str, bytes]]):
@@ -146,7 +146,7 @@ def built(ca_roots, index_files, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data") / "certifi"
     cache_dir = tmp_path_factory.mktemp("cache")
     try:
-        result = _certifi_data.build(
+        result = _certifi_build.build(
             data_dir=data_dir, cache_dir=cache_dir, settings=index.settings(), progress=False, workers=2
         )
         yield index, result, data_dir, cache_dir
@@ -161,11 +161,9 @@ def kit_data_at(monkeypatch):
     def point(data_root: Path) -> None:
         monkeypatch.setattr(_paths, "DATA_DIR", data_root)
         bundles._certifi_data_loaded.cache_clear()
-        bundles._history.cache_clear()
 
     yield point
     bundles._certifi_data_loaded.cache_clear()
-    bundles._history.cache_clear()
 
 
 def _closed_port() -> int:
@@ -185,7 +183,7 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 def test_build_lists_every_version_with_its_status(built):
     _, result, data_dir, _ = built
-    rows = {r["version"]: r for r in _certifi_data.read_releases(data_dir)}
+    rows = {r["version"]: r for r in _certifi_build.read_releases(data_dir)}
     assert list(rows) == ["0", "2020.1.1", "2021.1.2", "2022.1.1"]
     assert rows["0"]["status"] == "no file on the index"
     assert rows["2022.1.1"]["status"] == "no cacert.pem in the file"
@@ -196,7 +194,7 @@ def test_build_lists_every_version_with_its_status(built):
 
 def test_wheel_comes_through_pip_and_old_sdist_falls_back_to_the_index_url(built):
     index, _, data_dir, _ = built
-    rows = {r["version"]: r for r in _certifi_data.read_releases(data_dir)}
+    rows = {r["version"]: r for r in _certifi_build.read_releases(data_dir)}
     assert rows["2020.1.1"]["fetched_with"] == "pip download"
     assert rows["2021.1.2"]["fetched_with"].startswith("index file URL")
     assert rows["2021.1.2"]["cacert_member"] == "certifi-2021.01.02/cacert.pem"
@@ -207,7 +205,7 @@ def test_wheel_comes_through_pip_and_old_sdist_falls_back_to_the_index_url(built
 
 def test_each_distinct_block_is_stored_once(built):
     _, result, data_dir, _ = built
-    stored = _certifi_data.split_blocks((data_dir / "roots.pem").read_bytes())
+    stored = _certifi_build.split_blocks((data_dir / "roots.pem").read_bytes())
     fingerprints = [fp for fp, _, _ in stored]
     assert fingerprints == sorted(set(fingerprints))
     assert len(fingerprints) == result.distinct_blocks == 5  # 3 roots, a non-base64 block, a non-certificate
@@ -224,11 +222,11 @@ def test_reconstruction_matches_the_digest_of_the_real_file_and_keeps_problems(b
         (1, "not base64"),
         (3, "unparseable"),
     ]
-    file_blocks = _certifi_data.split_blocks(b"".join([index.roots[1].cert_pem, GARBAGE_BLOCK]))
+    file_blocks = _certifi_build.split_blocks(b"".join([index.roots[1].cert_pem, GARBAGE_BLOCK]))
     assert sdist.problems[0].fingerprint_sha256 == file_blocks[1][0]
     row = bundles.certifi_releases().set_index("version").loc["2021.1.2"]
     every = set(sdist.fingerprints) | {p.fingerprint_sha256 for p in sdist.problems}
-    assert _certifi_data.fingerprints_digest(every) == row["fingerprints_digest"]
+    assert _certifi_build.fingerprints_digest(every) == row["fingerprints_digest"]
     assert (row["roots"], row["problems"], row["blocks"]) == (2, 2, 4)
     assert "2 x" not in row["problem_reasons"] and row["problem_reasons"].count("1 x") == 2
 
@@ -259,7 +257,7 @@ def test_refresh_reuses_releases_whose_file_is_unchanged(built, tmp_path, ca_roo
         for name in ("roots.pem", "membership.csv", "releases.csv", "source.json"):
             (tmp_path / "certifi").mkdir(exist_ok=True)
             (target / name).write_bytes((data_dir / name).read_bytes())
-        result = _certifi_data.build(
+        result = _certifi_build.build(
             data_dir=target, cache_dir=tmp_path / "empty-cache", settings=again.settings(), progress=False
         )
     finally:
@@ -274,8 +272,8 @@ def test_a_file_whose_hash_differs_from_the_index_is_refused(ca_roots, index_fil
     target.mkdir()
     (target / "releases.csv").write_text("untouched\n")
     try:
-        with pytest.raises(_certifi_data.BuildError) as err:
-            _certifi_data.build(
+        with pytest.raises(_certifi_build.BuildError) as err:
+            _certifi_build.build(
                 data_dir=target,
                 cache_dir=tmp_path / "c",
                 settings=index.settings(),
@@ -339,7 +337,7 @@ def test_cli_rejects_bad_usage_with_exit_2(tmp_path):
 
 def test_pip_settings_follow_pip_index_url_and_drop_credentials_for_display():
     env = {**os.environ, "PIP_INDEX_URL": "https://user:secret@mirror.example/simple/"}
-    settings = _certifi_data.pip_settings(env=env)
+    settings = _certifi_build.pip_settings(env=env)
     assert settings.index_url == "https://user:secret@mirror.example/simple"
     assert settings.display_index_url == "https://mirror.example/simple"
 
@@ -354,12 +352,12 @@ def test_pip_settings_follow_pip_index_url_and_drop_credentials_for_display():
     ],
 )
 def test_normalize_version(raw, normal):
-    assert _certifi_data.normalize_version(raw) == normal
+    assert _certifi_build.normalize_version(raw) == normal
 
 
 def test_version_order_puts_post_releases_after_their_release():
     versions = ["2026.10.19.post1", "2020.12.5", "2026.10.19", "0.0.2", "2020.4.5.1", "2020.4.5"]
-    assert sorted(versions, key=_certifi_data.version_key) == [
+    assert sorted(versions, key=_certifi_build.version_key) == [
         "0.0.2",
         "2020.4.5",
         "2020.4.5.1",
@@ -372,7 +370,7 @@ def test_version_order_puts_post_releases_after_their_release():
 def test_extract_prefers_the_package_cacert_over_others(tmp_path):
     path = tmp_path / "certifi-1-py3-none-any.whl"
     path.write_bytes(_wheel("1", {"tests/cacert.pem": b"other", "certifi/cacert.pem": b"mine"}))
-    assert _certifi_data.extract_cacert(path) == ("certifi/cacert.pem", b"mine")
+    assert _certifi_build.extract_cacert(path) == ("certifi/cacert.pem", b"mine")
 
 
 def test_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -505,7 +506,9 @@ def test_matrix_has_one_row_per_endpoint_and_bundle(world: World) -> None:
     legacy = chains.Chain([world.leaves["aws"].cert, world.g4_lookalike.cert], host=AWS_HOST, port=443)
     lab = chains.Chain([world.leaves["good"].cert, world.lab_ca.cert], host="good.example", port=443)
     stores = [world.stores["with-g5"], world.stores["without-g5"]]
-    frame = chains.matrix([legacy, lab], stores, at=AT)
+    rows = chains.matrix([legacy, lab], stores, at=AT)
+    assert all(isinstance(row, dict) for row in rows)  # plain rows: the command prints them without pandas
+    frame = pd.DataFrame(rows)
     assert list(frame.columns) == ["endpoint", "host", "bundle", "ok", "reason", "missing_issuer", "message"]
     assert frame[["endpoint", "bundle", "reason"]].values.tolist() == [
         [f"{AWS_HOST}:443", "with-g5", "ok"],
@@ -520,7 +523,7 @@ def test_matrix_has_one_row_per_endpoint_and_bundle(world: World) -> None:
     }
     assert cells == {"#d4edda": 6, "#f8d7da": 2}  # the ok and reason cells of 3 verifying rows, 1 failing
     named = chains.matrix({"legacy": legacy}, stores[1:], at=AT)
-    assert named.loc[0, "endpoint"] == "legacy" and named.loc[0, "missing_issuer"] == G5
+    assert named[0]["endpoint"] == "legacy" and named[0]["missing_issuer"] == G5
     with pytest.raises(ValueError, match="has no host"):
         chains.matrix([chains.Chain([world.leaves["good"].cert])], stores, at=AT)
 

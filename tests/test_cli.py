@@ -388,26 +388,33 @@ def test_the_docs_workflow_runs_a_command_atskit_accepts():
     assert (args.endpoints_file, args.json) == (".github/iot-endpoints.txt", True)
 
 
-def test_run_notebooks_json_reports_each_notebook(tmp_path, monkeypatch, capsys):
+def test_run_notebooks_json_reports_each_notebook_in_order(tmp_path, monkeypatch, capsys):
+    """A notebook that raises fails the run (as it fails plain papermill), and is still written and
+    exported, with the error on one line; the others are unaffected; the order is the notebooks'."""
     import nbformat
 
     from helpers import cli, runner
 
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_code_cell('mode: str = "lab"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("1 / 0", metadata={"tags": ["raises-exception"]}),
-        nbformat.v4.new_code_cell("print('done')"),
-    ]
-    notebook = tmp_path / "01-tiny.ipynb"
-    nbformat.write(nb, notebook)
-    monkeypatch.setattr(runner, "notebook_paths", lambda *_: [notebook])
+    def notebook(name: str, code: str) -> Path:
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.cells = [
+            nbformat.v4.new_code_cell('mode: str = "lab"', metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(code),
+        ]
+        nbformat.write(nb, tmp_path / name)
+        return tmp_path / name
+
+    paths = [notebook("01-fails.ipynb", "1 / 0"), notebook("02-works.ipynb", "print('done')")]
+    monkeypatch.setattr(runner, "notebook_paths", lambda *_: paths)
     out = tmp_path / "out"
-    assert cli.main(["run-notebooks", "--json", "--out", str(out)]) == 0
+    assert cli.main(["run-notebooks", "--json", "--out", str(out)]) == 1
     result = json.loads(capsys.readouterr().out)
-    assert result["ok"] is True  # the only error is in a cell tagged raises-exception
-    [run] = result["notebooks"]
-    assert run["notebook"] == "01-tiny" and run["ok"] and run["error"] is None
-    assert (out / "01-tiny.ipynb").exists() and (out / "01-tiny.html").exists()
-    assert not list(out.glob(".*partial*"))  # nothing half-written is left behind
+    assert result["ok"] is False
+    failed, worked = result["notebooks"]
+    assert (failed["notebook"], failed["ok"]) == ("01-fails", False)
+    assert failed["error"].startswith("ZeroDivisionError: division by zero (cell 2)")
+    assert (worked["notebook"], worked["ok"], worked["error"]) == ("02-works", True, None)
+    for stem in ("01-fails", "02-works"):
+        assert (out / f"{stem}.ipynb").exists() and (out / f"{stem}.html").exists()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # nothing half-written

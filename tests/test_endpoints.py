@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import SSLError
 from botocore.httpsession import get_cert_path
 
-from helpers import _paths, bundles, endpoints, lab, pki
+from helpers import _aws, _paths, botocore_facts, bundles, endpoints, incident, lab, pki
 from helpers._paths import ROOT
 
 # --- classify: the host classes as data ---------------------------------------------------------
@@ -172,9 +172,9 @@ def test_effective_ca_bundle_follows_botocores_precedence(setup, clean_aws, ca_f
 
     if client_kwargs:
         client = session.create_client("iot-data", region_name="ap-northeast-2", **client_kwargs)
-        choice = endpoints.effective_ca_bundle(client, session=session)
+        choice = botocore_facts.effective_ca_bundle(client, session=session)
     else:
-        choice = endpoints.effective_ca_bundle(session=session)
+        choice = botocore_facts.effective_ca_bundle(session=session)
 
     assert choice.rule == setup.rule
     assert choice.path == actual  # what we report is the file botocore hands to urllib3
@@ -194,14 +194,14 @@ def test_effective_ca_bundle_of_an_existing_client_is_that_clients_file(clean_aw
     session = botocore.session.Session()
     client = session.create_client("iot-data", region_name="ap-northeast-2")  # created with certifi
     monkeypatch.setenv("AWS_CA_BUNDLE", ca_files["aws_env"])  # set afterwards: the client keeps certifi
-    assert endpoints.effective_ca_bundle(client, session=session).path == certifi.where()
-    assert endpoints.effective_ca_bundle(session=session).path == ca_files["aws_env"]
+    assert botocore_facts.effective_ca_bundle(client, session=session).path == certifi.where()
+    assert botocore_facts.effective_ca_bundle(session=session).path == ca_files["aws_env"]
 
 
 def test_verify_false_is_reported_as_verification_off(clean_aws):
     session = botocore.session.Session()
     client = session.create_client("iot-data", region_name="ap-northeast-2", verify=False)
-    choice = endpoints.effective_ca_bundle(client, session=session)
+    choice = botocore_facts.effective_ca_bundle(client, session=session)
     assert (choice.rule, choice.path, choice.bundle) == ("verification-off", None, None)
     assert _loaded_by_botocore(session, verify=False) is None
 
@@ -209,7 +209,7 @@ def test_verify_false_is_reported_as_verification_off(clean_aws):
 def test_a_missing_bundle_file_is_reported_not_loaded(clean_aws, monkeypatch, tmp_path):
     missing = tmp_path / "nowhere.pem"
     monkeypatch.setenv("AWS_CA_BUNDLE", str(missing))
-    choice = endpoints.effective_ca_bundle(session=botocore.session.Session())
+    choice = botocore_facts.effective_ca_bundle(session=botocore.session.Session())
     assert (choice.rule, choice.path, choice.bundle) == ("AWS_CA_BUNDLE", str(missing), None)
     assert "will fail" in choice.explanation
 
@@ -217,38 +217,42 @@ def test_a_missing_bundle_file_is_reported_not_loaded(clean_aws, monkeypatch, tm
 def test_an_empty_bundle_setting_is_rejected_like_botocore_does(clean_aws, monkeypatch):
     monkeypatch.setenv("AWS_CA_BUNDLE", " ")
     with pytest.raises(ValueError, match="empty"):
-        endpoints.effective_ca_bundle(session=botocore.session.Session())
+        botocore_facts.effective_ca_bundle(session=botocore.session.Session())
 
 
 def test_effective_ca_bundle_rejects_non_clients():
     with pytest.raises(TypeError, match="not a botocore client"):
-        endpoints.effective_ca_bundle(object())
+        botocore_facts.effective_ca_bundle(object())
 
 
 def test_without_certifi_botocore_falls_back_to_its_vendored_bundle(clean_aws):
-    choice = endpoints.ca_bundle_without_certifi()  # a child Python; checked there against a real client
+    choice = botocore_facts.ca_bundle_without_certifi()  # a child Python; checked there against a real client
     assert choice.rule == "botocore-vendored"
     assert choice.path == botocore.httpsession.DEFAULT_CA_BUNDLE
     assert choice.bundle.fingerprints == bundles.botocore_vendored().fingerprints
     # its G5 status, cross-checked with what the build script recorded for this release's wheel
-    row = endpoints.default_endpoint_table(region="ap-northeast-2").query("version == @botocore.__version__")
+    row = botocore_facts.default_endpoint_table(region="ap-northeast-2").query(
+        "version == @botocore.__version__"
+    )
     if row.empty:
         pytest.skip(f"botocore {botocore.__version__} is not in the table; rerun the build script")
-    assert bool(choice.bundle.find(endpoints.G5_NAME)) == bool(row["has_verisign_g5"].iloc[0])
+    assert bool(choice.bundle.find(incident.ROOT_AT_FAULT)) == bool(row["has_verisign_g5"].iloc[0])
 
 
 def test_without_certifi_an_aws_ca_bundle_still_wins(clean_aws, ca_files):
     environ = dict(os.environ, AWS_CA_BUNDLE=ca_files["aws_env"])
-    choice = endpoints.ca_bundle_without_certifi(environ=environ)
+    choice = botocore_facts.ca_bundle_without_certifi(environ=environ)
     assert (choice.rule, choice.path) == ("AWS_CA_BUNDLE", ca_files["aws_env"])
 
 
 def test_choices_frame_has_one_row_per_setup(clean_aws):
-    frame = endpoints.choices_frame(
-        {"here": endpoints.effective_ca_bundle(session=botocore.session.Session())}
+    frame = botocore_facts.choices_frame(
+        {"here": botocore_facts.effective_ca_bundle(session=botocore.session.Session())}
     )
     assert frame.loc[0, "rule"] == "certifi" and frame.loc[0, "roots"] == len(bundles.installed_certifi())
-    assert frame.loc[0, "carries_verisign_g5"] == bool(bundles.installed_certifi().find(endpoints.G5_NAME))
+    assert frame.loc[0, "carries_verisign_g5"] == bool(
+        bundles.installed_certifi().find(incident.ROOT_AT_FAULT)
+    )
 
 
 # --- the default-endpoint table ----------------------------------------------------------------------
@@ -264,37 +268,37 @@ def _real_default_host(region: str) -> str:
     return endpoints._host_of(client.meta.endpoint_url)
 
 
-@pytest.mark.parametrize("region", sorted(endpoints.default_endpoint_table()["region"].unique()))
+@pytest.mark.parametrize("region", sorted(botocore_facts.default_endpoint_table()["region"].unique()))
 def test_table_agrees_with_the_installed_botocore(region, clean_aws):
-    answer = endpoints.default_data_endpoint(region=region)
+    answer = botocore_facts.default_data_endpoint(region=region)
     real = _real_default_host(region)
     if answer.covered:
         assert answer.host == real
     else:  # a botocore newer than the table: its newest fact must still hold
         assert "newer than the newest probed" in answer.basis
-        assert endpoints.default_endpoint_table(region=region)["default_host"].iloc[-1] == real
+        assert botocore_facts.default_endpoint_table(region=region)["default_host"].iloc[-1] == real
 
 
 def test_the_boundary_is_a_legacy_then_ats_pair_of_consecutive_releases():
-    boundary = endpoints.ats_boundary(region="ap-northeast-2")
+    boundary = botocore_facts.ats_boundary(region="ap-northeast-2")
     assert boundary.exact
-    before = endpoints.default_data_endpoint(boundary.last_legacy)
-    after = endpoints.default_data_endpoint(boundary.first_ats)
+    before = botocore_facts.default_data_endpoint(boundary.last_legacy)
+    after = botocore_facts.default_data_endpoint(boundary.first_ats)
     assert (before.host_class, after.host_class) == ("legacy-verisign", "ats")
     assert before.host == "data.iot.ap-northeast-2.amazonaws.com"
     assert after.host == "data-ats.iot.ap-northeast-2.amazonaws.com"
-    assert endpoints.provenance()["boundary"]["first_ats"] == boundary.first_ats
+    assert botocore_facts.provenance()["boundary"]["first_ats"] == boundary.first_ats
 
 
 def _unprobed_between_agreeing_rows(region: str) -> tuple[str, str, str]:
     """(low, candidate, high): a release number strictly between two probed releases that agree."""
-    rows = endpoints.default_endpoint_table(region=region)
+    rows = botocore_facts.default_endpoint_table(region=region)
     probed = set(rows["version"])
     for low, high in zip(rows.itertuples(), rows.iloc[1:].itertuples(), strict=False):
         if low.default_host == high.default_host and low.host_class in ("ats", "legacy-verisign"):
-            major, minor, patch = endpoints._version_key(low.version)
+            major, minor, patch = botocore_facts.version_key(low.version)
             candidate = f"{major}.{minor}.{patch + 1}"
-            if candidate not in probed and endpoints._version_key(candidate) < endpoints._version_key(
+            if candidate not in probed and botocore_facts.version_key(candidate) < botocore_facts.version_key(
                 high.version
             ):
                 return low.version, candidate, high.version
@@ -303,9 +307,9 @@ def _unprobed_between_agreeing_rows(region: str) -> tuple[str, str, str]:
 
 def test_between_agreeing_probed_releases_the_answer_is_bracketed():
     low, candidate, high = _unprobed_between_agreeing_rows("ap-northeast-2")
-    answer = endpoints.default_data_endpoint(candidate)
+    answer = botocore_facts.default_data_endpoint(candidate)
     assert answer.covered and answer.basis == f"between probed {low} and {high}, which agree"
-    assert answer.host == endpoints.default_data_endpoint(low).host
+    assert answer.host == botocore_facts.default_data_endpoint(low).host
     assert answer.vendored_has_verisign_g5 is None  # not probed: unknown, not guessed
 
 
@@ -314,13 +318,13 @@ def test_between_agreeing_probed_releases_the_answer_is_bracketed():
     [("0.1.0", "older than the oldest probed"), ("99.0.0", "newer than the newest probed")],
 )
 def test_outside_the_table_is_not_covered(version, reason):
-    answer = endpoints.default_data_endpoint(version)
+    answer = botocore_facts.default_data_endpoint(version)
     assert not answer.covered and answer.host is None and reason in answer.basis
 
 
 def test_disagreeing_brackets_are_not_covered(tmp_path, monkeypatch):
-    table = endpoints.default_endpoint_table()
-    boundary = endpoints.ats_boundary()
+    table = botocore_facts.default_endpoint_table()
+    boundary = botocore_facts.ats_boundary()
     classes = table.query("region == 'ap-northeast-2'").set_index("version")["host_class"]
     oldest_legacy = classes[classes == "legacy-verisign"].index[0]
     newest_ats = classes[classes == "ats"].index[-1]
@@ -329,19 +333,19 @@ def test_disagreeing_brackets_are_not_covered(tmp_path, monkeypatch):
         tmp_path / "botocore" / "iot_data_default_endpoint.csv", index=False
     )
     monkeypatch.setattr(_paths, "DATA_DIR", tmp_path)
-    endpoints._history.cache_clear()
+    botocore_facts._history.cache_clear()
     try:
-        answer = endpoints.default_data_endpoint(boundary.first_ats)
+        answer = botocore_facts.default_data_endpoint(boundary.first_ats)
         assert not answer.covered and answer.host is None
         assert answer.basis.startswith(f"between probed {oldest_legacy}") and "which disagree" in answer.basis
     finally:
-        endpoints._history.cache_clear()
+        botocore_facts._history.cache_clear()
 
 
 @pytest.mark.parametrize(("version", "region"), [("1.24", "nowhere-1"), ("latest", "ap-northeast-2")])
 def test_bad_inputs_raise_clear_errors(version, region):
     with pytest.raises(ValueError, match="nowhere-1|release number"):
-        endpoints.default_data_endpoint(version, region=region)
+        botocore_facts.default_data_endpoint(version, region=region)
 
 
 # --- the build script's probe and fallback, on the installed botocore (offline) -----------------
@@ -404,7 +408,7 @@ def test_describe_keeps_a_type_the_account_cannot_describe_with_its_error(lab_en
 def test_ats_data_client_fixes_the_incident_under_certifi_2021_10_8(lab_env):
     endpoints.clear_cache()
     with lab_env.botocore_env(certifi="2021.10.8"):
-        assert endpoints.effective_ca_bundle().rule == "AWS_CA_BUNDLE"
+        assert botocore_facts.effective_ca_bundle().rule == "AWS_CA_BUNDLE"
         legacy = boto3.client("iot-data", endpoint_url=lab_env.iot_data_url("legacy"))
         with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
             legacy.get_thing_shadow(thingName=lab_env.thing_name)
@@ -441,27 +445,32 @@ def test_ats_data_client_refuses_an_endpoint_url_and_needs_a_region(monkeypatch)
 
 def test_sessions_of_every_kind_are_accepted_and_nothing_else():
     core = botocore.session.Session()
-    assert endpoints._session(core)._session is core
+    assert _aws.session(core)._session is core
     with pytest.raises(TypeError, match="boto3 or botocore Session"):
         endpoints.describe("my-profile")
 
 
-def test_live_scenario_sets_and_restores_real_bundle_and_host(clean_aws, monkeypatch):
+def test_live_botocore_env_sets_and_restores_real_bundle_and_host(clean_aws, monkeypatch):
+    """Live mode's botocore_env: the real release's roots and the real legacy host, restored after."""
     monkeypatch.setenv("AWS_CA_BUNDLE", "/before.pem")
-    session = boto3.session.Session(region_name="ap-northeast-2")
-    with endpoints.scenario(certifi="2021.10.8", iot_data_endpoint="legacy", session=session):
-        choice = endpoints.effective_ca_bundle(session=session)
+    region = "ap-northeast-2"
+    hosts = {
+        "data_legacy": f"data.iot.{region}.amazonaws.com",
+        "data_ats": f"data-ats.iot.{region}.amazonaws.com",
+        "account_ats": f"a1b2c3d4e5f6g7-ats.iot.{region}.amazonaws.com",
+    }
+    live = lab.LiveEnv(region=region, thing_name="t", endpoints=hosts)
+    session = boto3.session.Session(region_name=region)
+    with live.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy"):
+        choice = botocore_facts.effective_ca_bundle(session=session)
         assert choice.rule == "AWS_CA_BUNDLE"
         assert choice.bundle.fingerprints == bundles.certifi("2021.10.8").fingerprints
-        assert not choice.bundle.find(endpoints.G5_NAME)  # the incident: G5 left certifi in 2020.12.5
+        assert not choice.bundle.find(incident.ROOT_AT_FAULT)  # the incident: G5 left certifi in 2020.12.5
         client = session.client("iot-data", aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="x")
         assert client.meta.endpoint_url == "https://data.iot.ap-northeast-2.amazonaws.com"
     assert os.environ["AWS_CA_BUNDLE"] == "/before.pem"
     assert "AWS_ENDPOINT_URL_IOT_DATA_PLANE" not in os.environ
-    with (
-        pytest.raises(ValueError, match="iot_data_endpoint"),
-        endpoints.scenario(iot_data_endpoint="x", region="ap-northeast-2"),
-    ):
+    with pytest.raises(ValueError, match="iot_data_endpoint"), live.botocore_env(iot_data_endpoint="x"):
         pass
 
 
@@ -469,6 +478,6 @@ def test_verify_true_on_the_client_overrides_aws_ca_bundle(clean_aws, ca_files, 
     monkeypatch.setenv("AWS_CA_BUNDLE", ca_files["aws_env"])
     session = botocore.session.Session()
     client = session.create_client("iot-data", region_name="ap-northeast-2", verify=True)
-    choice = endpoints.effective_ca_bundle(client, session=session)
+    choice = botocore_facts.effective_ca_bundle(client, session=session)
     assert (choice.rule, choice.path) == ("certifi", certifi.where())
     assert choice.path == _loaded_by_botocore(session, verify=True)

@@ -18,7 +18,7 @@ import pytest
 from botocore.retries import standard
 from cryptography.x509.oid import NameOID
 
-from helpers import _lab_routing, _lab_twins, _x509, bundles, chains, lab
+from helpers import _lab_routing, _lab_twins, _x509, botocore_facts, bundles, chains, lab
 
 REGION = "ap-northeast-2"
 THING = "incident-thing"
@@ -181,10 +181,10 @@ class TestIncident:
     def test_chains_diagnose_the_lab_chain_as_the_incident(self, env):
         host = env.endpoints["data_legacy"]
         chain = chains.fetch_chain(host)
-        verdict = chains.verify(chain, env.bundle("2021.10.8"), hostname=host)
+        verdict = chains.verify(chain, env.trust_view("2021.10.8"), hostname=host)
         assert (verdict.reason, verdict.missing_issuer) == ("missing-root", G5)
-        assert chains.verify(chain, env.bundle("2020.6.20"), hostname=host).ok
-        changes = chains.transitions(env.across_certifi(chain, hostname=host))
+        assert chains.verify(chain, env.trust_view("2020.6.20"), hostname=host).ok
+        changes = chains.transitions(chains.across_certifi(chain, hostname=host, trust=env.trust_view))
         first_failure = changes.loc[~changes["ok"], "version"].iloc[0]
         assert first_failure == bundles.removed_in(G5)
 
@@ -323,7 +323,7 @@ def test_two_labs_run_at_once_and_each_region_reaches_its_own():
     with lab.running(region=REGION) as seoul, lab.running(region="us-east-1", thing_name="other") as virginia:
         assert seoul.port != virginia.port
         for env, region in ((seoul, REGION), (virginia, "us-east-1")):
-            iot = boto3.client("iot", region_name=region, verify=str(env.trust_view("2021.10.8")))
+            iot = boto3.client("iot", region_name=region, verify=str(env.trust_view("2021.10.8").path()))
             names = {t["thingName"] for t in iot.list_things()["things"]}
             assert names == {env.thing_name}  # moto state is per lab
         with lab.running(region=REGION, thing_name="inner") as inner:  # same region: the innermost wins
@@ -395,7 +395,7 @@ def test_a_lab_leaves_no_moto_state_behind():
 
 
 def test_botocore_retry_table_reads_the_installed_botocore():
-    table = lab.botocore_retries().set_index("retry_mode")
+    table = botocore_facts.botocore_retries().set_index("retry_mode")
     assert table.loc["standard", "attempts"] == standard.DEFAULT_MAX_ATTEMPTS
     assert table["default"].sum() == 1
     legacy = table.loc["legacy"]
@@ -407,7 +407,7 @@ def test_live_mode_works_against_the_lab_as_it_would_against_aws():
         with lab.live(REGION, thing_name=env.thing_name) as live_env:
             assert live_env.endpoints["data_legacy"] == f"data.iot.{REGION}.amazonaws.com"
             assert live_env.endpoints["account_ats"].endswith(f"-ats.iot.{REGION}.amazonaws.com")
-            assert live_env.bundle("2021.10.8").label == bundles.certifi("2021.10.8").label  # real roots
+            assert live_env.trust_view("2021.10.8").label == bundles.certifi("2021.10.8").label  # real roots
             frame = live_env.endpoints_frame()
             assert "<prefix>-ats" in frame.set_index("endpoint").loc["account_ats", "host"]  # redacted
         with (
