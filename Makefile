@@ -17,10 +17,10 @@ install: $(STAMP)
 report: $(STAMP)
 	$(BIN)/python -m helpers run-notebooks --out reports
 
-## Lint, then the whole test suite (notebooks included).
+## Lint, then the whole test suite (notebooks included), on every core.
 test: $(STAMP)
 	$(BIN)/ruff check helpers tests bench scripts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 ## JupyterLab on notebooks/.
 lab: $(STAMP)

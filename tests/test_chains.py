@@ -322,13 +322,25 @@ def test_an_empty_bundle_gives_a_verdict_not_an_error(world: World) -> None:
     assert (verdict.ok, verdict.reason, verdict.missing_issuer) == (False, "missing-root", "Kit Lab Root CA")
 
 
-def test_stores_are_built_once_per_bundle(world: World) -> None:
-    bundle = bundles.from_pem(world.lab_root.cert_pem, name="fresh")
-    chain = chains.Chain([world.leaves["good"].cert, world.lab_ca.cert])
-    chains.verify(chain, bundle, hostname="good.example", at=AT)
-    trust = chains._TRUST[bundle]
-    chains.verify(chain, bundle, hostname="good.example", at=AT)
-    assert chains._TRUST[bundle] is trust
+def test_verifying_keeps_no_certificate_once_the_chains_and_bundles_are_gone(world: World) -> None:
+    """Module caches hold no certificates: once the chain and the bundle are dropped, every certificate
+    a verdict (and its diagnosis) touched is referenced exactly as often as before."""
+    import gc
+    import sys
+
+    root = pki.CA("Throw-away Root", key_type="ec")
+    leaf = root.issue_cert("good.example", key_type="ec")
+    other = pki.CA("Throw-away Root", key_type="ec").cert  # same name, another key: the diagnosis checks it
+    before = [sys.getrefcount(c) for c in (root.cert, leaf.cert, other)]
+    bundle = bundles.Bundle(name="throw-away", version=None, source="test", certificates=[root.cert])
+    wrong = bundles.Bundle(name="other", version=None, source="test", certificates=[other])
+    chain = chains.Chain([leaf.cert])
+    assert chains.verify(chain, bundle, hostname="good.example", at=AT).ok
+    verdict = chains.verify(chain, wrong, hostname="good.example", at=AT)
+    assert "different key" in verdict.message
+    del bundle, wrong, chain, verdict
+    gc.collect()
+    assert [sys.getrefcount(c) for c in (root.cert, leaf.cert, other)] == before
 
 
 def test_bad_hostname_is_a_clear_error(world: World) -> None:
@@ -593,15 +605,6 @@ def test_across_certifi_has_one_row_per_release_and_spots_the_real_g5(world: Wor
     holds_real_g5 = presence.reindex(versions).tolist()
     assert any(holds_real_g5) and not all(holds_real_g5)
     assert frame["message"].str.contains("different key").tolist() == holds_real_g5
-
-
-def test_across_certifi_builds_each_release_store_once(world: World) -> None:
-    legacy = chains.Chain([world.leaves["aws"].cert, world.g4_lookalike.cert], host=AWS_HOST, port=443)
-    versions = bundles.certifi_releases()["version"].tolist()
-    chains.across_certifi(legacy, hostname=AWS_HOST, at=AT)
-    stores = [chains._TRUST[bundles.certifi(v)] for v in versions]  # keyed by the shared release Bundle
-    chains.across_certifi(legacy, hostname=AWS_HOST, at=AT)
-    assert all(chains._TRUST[bundles.certifi(v)] is store for v, store in zip(versions, stores, strict=True))
 
 
 def test_lab_views_of_every_release_break_where_g5_left_and_ssl_agrees(world: World, tmp_path: Path) -> None:

@@ -388,6 +388,7 @@ def test_the_docs_workflow_runs_a_command_atskit_accepts():
     assert (args.endpoints_file, args.json) == (".github/iot-endpoints.txt", True)
 
 
+@pytest.mark.slow
 def test_run_notebooks_json_reports_each_notebook_in_order(tmp_path, monkeypatch, capsys):
     """A notebook that raises fails the run (as it fails plain papermill), and is still written and
     exported, with the error on one line; the others are unaffected; the order is the notebooks'."""

@@ -8,12 +8,14 @@ import pytest
 from helpers import runner
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", runner.notebook_paths(), ids=lambda p: p.stem)
 def test_notebook_executes_in_lab_mode(path, tmp_path):
     run = runner.execute(path, tmp_path, html=False)
     assert run.ok, run.error
 
 
+@pytest.mark.slow
 def test_every_notebook_runs_and_exports_as_make_report_runs_them(tmp_path):
     """run_all: notebooks side by side on standard kernels, each exported to HTML; status lines come
     in notebook order; kernels log to files of their own, kept only when a run fails."""

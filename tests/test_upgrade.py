@@ -226,6 +226,7 @@ def package_index():
         )
 
 
+@pytest.mark.slow
 def test_pip_resolves_what_the_pins_leave_open(tmp_path, package_index):
     # requests 2.24.0 asks for certifi>=2017.4.17, so pip picks the newest certifi on the index:
     # at least as new as the newest release in the kit's data.
@@ -240,6 +241,7 @@ def test_pip_resolves_what_the_pins_leave_open(tmp_path, package_index):
     assert environment.botocore is None
 
 
+@pytest.mark.slow
 def test_pip_agrees_with_the_example_locks(package_index):
     for name in ("incident-before.txt", "incident-after.txt"):
         locked = requirements.resolve(EXAMPLES / name, use_pip=False).packages
@@ -369,6 +371,7 @@ def test_an_unknown_store_is_reported_not_counted_as_broken():
 # --- notebook 04 as a CI gate ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_notebook_04_fails_the_gate_naming_the_broken_endpoint(tmp_path):
     from helpers import runner
 
