@@ -52,16 +52,32 @@ def version_key(version: str) -> tuple:
 
 def read_membership(data_dir: Path) -> dict[str, list[str]]:
     """version -> block fingerprints in file order."""
+    return members_by_release((data_dir / MEMBERSHIP_FILE).read_text(encoding="utf-8"))
+
+
+def members_by_release(membership_csv: str) -> dict[str, list[str]]:
+    """version -> block fingerprints in file order, from membership.csv's text."""
+    reader = csv.reader(membership_csv.splitlines())
+    header = next(reader)
+    at_version, at_position, at_fp = (header.index(c) for c in ("version", "position", "fingerprint_sha256"))
     members: dict[str, list[tuple[int, str]]] = {}
-    with open(data_dir / MEMBERSHIP_FILE, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        at_version, at_position, at_fp = (
-            header.index(c) for c in ("version", "position", "fingerprint_sha256")
-        )
-        for row in reader:
-            members.setdefault(row[at_version], []).append((int(row[at_position]), row[at_fp]))
+    for row in reader:
+        members.setdefault(row[at_version], []).append((int(row[at_position]), row[at_fp]))
     return {v: [fp for _, fp in sorted(rows)] for v, rows in members.items()}
+
+
+def members_of(membership_csv: str, version: str) -> list[str]:
+    """One release's block fingerprints in file order, from membership.csv's text (a row starts with
+    its release's version; only that release's rows are split)."""
+    prefix = f"\n{version},"
+    start = membership_csv.find(prefix)
+    rows = []
+    while start != -1:
+        end = membership_csv.find("\n", start + 1)
+        _, position, fingerprint = membership_csv[start + 1 : end if end != -1 else None].split(",")
+        rows.append((int(position), fingerprint.strip()))
+        start = membership_csv.find(prefix, end) if end != -1 else -1
+    return [fp for _, fp in sorted(rows)]
 
 
 def read_releases(data_dir: Path) -> list[dict]:

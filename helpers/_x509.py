@@ -79,10 +79,15 @@ def parse_pem(data: bytes | str) -> ParsedPEM:
     """Load every CERTIFICATE block of ``data``; a block that cannot be loaded becomes a Problem."""
     if isinstance(data, str):
         data = data.encode("utf-8", "replace")
+    return parse_blocks(enumerate(pem_blocks(data)))
+
+
+def parse_blocks(blocks) -> ParsedPEM:
+    """Load (position, (fingerprint, DER, body, base64 error)) blocks, as :func:`pem_blocks` gives them."""
     certificates: list[x509.Certificate] = []
     loaded_with_warning: dict[str, str] = {}
     problems: list[Problem] = []
-    for position, (block_fingerprint, der, _, base64_error) in enumerate(pem_blocks(data)):
+    for position, (block_fingerprint, der, _, base64_error) in blocks:
         if der is None:
             problems.append(Problem(position, block_fingerprint, f"not base64: {base64_error}"))
             continue

@@ -6,6 +6,7 @@ import bisect
 import functools
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -226,32 +227,54 @@ def compare(a: Bundle, b: Bundle) -> pd.DataFrame:
 # ---------------------------------------------------------------- certifi's history, from data/certifi
 
 
+_ROOT_HEADER = re.compile(rb"^# sha256 ([0-9a-f]{64})$", re.M)
+
+
 @dataclass(frozen=True)
 class _CertifiData:
-    """data/certifi as read: release rows (oldest first), membership, and each distinct block's PEM
-    (parsed on first use, so loading one release parses only its roots)."""
+    """data/certifi as read: release rows (oldest first), and the roots and membership files, each
+    part decoded on first use (loading one release parses only its own roots)."""
 
     releases: list[dict[str, str]]  # releases.csv rows, oldest first
     status: dict[str, str]  # version -> 'ok' or why it has no roots, oldest first
-    members: dict[str, list[str]]  # version -> block fingerprints in file order
-    blocks: dict[str, bytes]  # fingerprint -> the block's PEM text
+    roots_pem: bytes  # roots.pem: each block under a '# sha256 FINGERPRINT' line
+    membership_csv: str  # membership.csv: version,position,fingerprint_sha256
     parsed: dict[str, _x509.ParsedPEM] = field(default_factory=dict)  # fingerprint -> parsed block
     derived: dict = field(default_factory=dict)  # what is built from this data once: bundles, tables
 
+    @cached_property
+    def offsets(self) -> dict[str, int]:
+        """Fingerprint -> where its block starts in roots.pem (from the '# sha256' lines)."""
+        return {m.group(1).decode(): m.end() for m in _ROOT_HEADER.finditer(self.roots_pem)}
+
+    def members(self, version: str) -> list[str]:
+        """The block fingerprints of one release, in its file's order (a first release's rows alone are
+        read; from the second on, every release's at once)."""
+        if not self.derived.get("members-read"):
+            self.derived["members-read"] = True
+            return _certifi_store.members_of(self.membership_csv, version)
+        every = self.derived.get("members") or self.derived.setdefault(
+            "members", _certifi_store.members_by_release(self.membership_csv)
+        )
+        return every.get(version, [])
+
     def block(self, fingerprint: str) -> _x509.ParsedPEM:
-        """The parsed block of ``fingerprint`` (a certificate, or the problem that stops it)."""
+        """The parsed block of ``fingerprint`` (a certificate, or the problem that stops it).
+
+        The block is identified by its own content, as everywhere in the kit; a block whose content
+        does not match the fingerprint it is filed under is a problem, not that certificate.
+        """
         found = self.parsed.get(fingerprint)
         if found is None:
-            pem = self.blocks.get(fingerprint)
-            if pem is None:
+            start = self.offsets.get(fingerprint)
+            block = next(_x509.pem_blocks(self.roots_pem[start:]), None) if start is not None else None
+            if block is None:
                 found = _x509.ParsedPEM([], {}, [Problem(0, fingerprint, "missing from roots.pem")])
+            elif block[0] != fingerprint:
+                reason = f"roots.pem files a block with fingerprint {block[0]} under {fingerprint}"
+                found = _x509.ParsedPEM([], {}, [Problem(0, fingerprint, reason)])
             else:
-                found = _x509.parse_pem(pem)
-                found = _x509.ParsedPEM(
-                    found.certificates,
-                    found.warnings,
-                    [Problem(0, fingerprint, p.reason) for p in found.problems],
-                )
+                found = _x509.parse_blocks([(0, block)])
             self.parsed[fingerprint] = found
         return found
 
@@ -261,18 +284,14 @@ def _certifi_data_loaded() -> _CertifiData:
     """Read data/certifi (cached; ``_certifi_data_loaded.cache_clear()`` re-reads it on the next call,
     and with it goes everything built from the old data: see :func:`_built`)."""
     folder = data_file("certifi")
-    blocks = {
-        fp: _x509.pem_block_text(der, body)
-        for fp, der, body, _ in _x509.pem_blocks(data_file("certifi", _certifi_store.ROOTS_FILE).read_bytes())
-    }
     releases = sorted(
         _certifi_store.read_releases(folder), key=lambda row: _certifi_store.version_key(row["version"])
     )
     return _CertifiData(
         releases=releases,
         status={row["version"]: row["status"] for row in releases},
-        members=_certifi_store.read_membership(folder),
-        blocks=blocks,
+        roots_pem=data_file("certifi", _certifi_store.ROOTS_FILE).read_bytes(),
+        membership_csv=data_file("certifi", _certifi_store.MEMBERSHIP_FILE).read_text(encoding="utf-8"),
     )
 
 
@@ -322,7 +341,7 @@ def _make_roots_frame(data: _CertifiData) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    for fp in data.blocks:
+    for fp in data.offsets:
         parsed = data.block(fp)
         if parsed.certificates:
             cert = parsed.certificates[0]
@@ -402,7 +421,7 @@ def _certifi_bundle(version: str) -> Bundle:
 def _make_certifi_bundle(data: _CertifiData, version: str) -> Bundle:
     meta = next(row for row in data.releases if row["version"] == version)
     certificates, problems, warnings = [], [], {}
-    for position, fp in enumerate(data.members.get(version, [])):
+    for position, fp in enumerate(data.members(version)):
         parsed = data.block(fp)
         if parsed.certificates:
             certificates.append(parsed.certificates[0])
@@ -432,7 +451,7 @@ def _make_history(data: _CertifiData) -> pd.DataFrame:
     pairs = [
         (version, position, fp)
         for version in releases["version"]
-        for position, fp in enumerate(data.members.get(version, []))
+        for position, fp in enumerate(data.members(version))
     ]
     order = pd.CategoricalDtype(releases["version"].tolist(), ordered=True)
     return (

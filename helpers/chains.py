@@ -370,11 +370,6 @@ class _Trust:
             index.setdefault(_names(cert)[0], []).append(cert)
         return index
 
-    @cached_property
-    def members(self) -> frozenset[x509.Certificate]:
-        """The roots as a set (certificates compare and hash by their DER)."""
-        return frozenset(self.certificates)
-
 
 _TRUST: weakref.WeakKeyDictionary[Bundle, _Trust] = weakref.WeakKeyDictionary()
 
@@ -542,7 +537,7 @@ def _walk(chain: Chain, trust: _Trust) -> tuple[list[x509.Certificate], bool]:
     unused = list(chain.intermediates)
     while len(path) <= _MAX_DEPTH:
         current = path[-1]
-        if current in trust.members:
+        if current in trust.by_subject.get(_names(current)[0], ()):
             return path, True
         candidates = trust.by_subject.get(_names(current)[1], ())
         anchor = next((c for c in candidates if _issued_by(current, c)), None)
@@ -600,9 +595,23 @@ def _key_id(cert: x509.Certificate, kind: type) -> bytes | None:
     return value.key_identifier if kind is x509.AuthorityKeyIdentifier else value.digest
 
 
+_NAME_DER: dict[bytes, tuple[bytes, bytes]] = {}  # signature -> (subject DER, issuer DER); no certificates
+_NAME_DER_MAX = 8192
+
+
 def _names(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    """DER of the certificate's subject and issuer names: cheap, exact keys for name lookups."""
-    return cert.subject.public_bytes(), cert.issuer.public_bytes()
+    """DER of the certificate's subject and issuer names: cheap, exact keys for name lookups.
+
+    Remembered by the certificate's signature (bounded; no certificate is kept): the roots of one
+    certifi release recur in most others.
+    """
+    key = cert.signature
+    names = _NAME_DER.get(key)
+    if names is None:
+        if len(_NAME_DER) >= _NAME_DER_MAX:
+            _NAME_DER.clear()
+        names = _NAME_DER[key] = (cert.subject.public_bytes(), cert.issuer.public_bytes())
+    return names
 
 
 def _self_signed(cert: x509.Certificate) -> bool:

@@ -211,7 +211,7 @@ def _records(frame) -> list[dict]:
 
 def _check(args: argparse.Namespace) -> int:
     """Verify every endpoint against every bundle: exit 1 if any verdict fails."""
-    from helpers import chains, lab
+    from helpers import chains
 
     at = parse_at(args.at)
     bundle_list = [b for spec in (args.bundle or ["installed"]) for b in load_bundles(spec)]
@@ -219,6 +219,8 @@ def _check(args: argparse.Namespace) -> int:
     mode = _mode(args, hosts)
     options = {"chain_files": chain_files, "timeout": args.timeout, "save_dir": args.save_chains}
     if mode == "lab":
+        from helpers import lab
+
         with lab.environment("lab", region=args.region or lab.REGION) as env:
             collected = chains.collect(hosts or env.checked_hosts(), **options)
             bundle_list = [env.trust_view(b) for b in bundle_list]
