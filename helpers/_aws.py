@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from helpers.kinds import InputError
+
 
 def session(session=None):
     """A boto3 Session: the given one, one wrapping a botocore session, or boto3's default session."""
@@ -23,5 +25,5 @@ def region(boto_session, region: str | None) -> str:
     """``region`` or the session's region; a clear error when there is neither."""
     region = region or boto_session.region_name
     if not region:
-        raise ValueError("no AWS region: pass region='ap-northeast-2' (say) or set AWS_DEFAULT_REGION")
+        raise InputError("no AWS region: pass region='ap-northeast-2' (say) or set AWS_DEFAULT_REGION")
     return region

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from helpers import _x509, bundles
+from helpers.kinds import InputError, UnusableError
 from helpers.pki import CA, LeafCert, make_name
 
 LAB_OU = "ATS kit lab twin - not the real certificate"
@@ -84,7 +85,7 @@ def _key_type(cert: x509.Certificate) -> str:
         return "rsa" if key.key_size <= 2048 else "rsa4096"
     if isinstance(key, ec.EllipticCurvePublicKey):
         return "ec" if key.curve.name == "secp256r1" else "ec384"
-    raise ValueError(f"{_x509.display_name(cert.subject)}: key {type(key).__name__} has no lab twin type")
+    raise InputError(f"{_x509.display_name(cert.subject)}: key {type(key).__name__} has no lab twin type")
 
 
 def _real_roots() -> dict[str, x509.Certificate]:
@@ -100,7 +101,7 @@ def _real_roots() -> dict[str, x509.Certificate]:
         if len(found) == len(_ROOT_CNS):
             return found
     missing = sorted(cn for twin_id, cn in _ROOT_CNS.items() if twin_id not in found)
-    raise LookupError(
+    raise UnusableError(
         f"real root(s) {missing} not found in botocore's cacert.pem or certifi {_FALLBACK_RELEASE}"
     )
 

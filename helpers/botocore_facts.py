@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from helpers import _aws
 from helpers._paths import data_file
 from helpers.incident import REGION, ROOT_AT_FAULT
-from helpers.kinds import HostClass, Rule
+from helpers.kinds import HostClass, InputError, Rule, UnusableError
 
 if TYPE_CHECKING:  # imported where used: the child Python of ca_bundle_without_certifi needs neither
     import pandas as pd
@@ -147,7 +147,7 @@ def _resolve(client, session) -> tuple[str | None, Rule, str, bool | str]:
     if verify is False:
         return None, Rule.VERIFICATION_OFF, "verify=False: certificates are NOT checked", verify
     if isinstance(verify, str) and not verify.strip():
-        raise ValueError(
+        raise InputError(
             "the configured CA bundle is an empty string; botocore rejects it (InvalidConfigError)"
         )
     if verify is True:
@@ -202,10 +202,12 @@ def ca_bundle_without_certifi(*, environ: dict[str, str] | None = None) -> CABun
     )
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the child Python without certifi failed: {tail}")
+        raise UnusableError(f"the child Python without certifi failed: {tail}")
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     if seen["path"] != seen["client_path"]:
-        raise RuntimeError(f"effective_ca_bundle said {seen['path']} but botocore used {seen['client_path']}")
+        raise UnusableError(
+            f"effective_ca_bundle said {seen['path']} but botocore used {seen['client_path']}"
+        )
     bundle, trouble = _load(seen["rule"], seen["path"]) if seen["path"] else (None, "")
     return CABundleChoice(
         seen["path"], Rule(seen["rule"]), bundle, seen["explanation"] + trouble, seen["verify"]
@@ -241,7 +243,7 @@ def choices_frame(choices: dict[str, CABundleChoice]) -> pd.DataFrame:
 def version_key(version: str) -> tuple[int, ...]:
     """(1, 24, 30) for '1.24.30'; botocore releases are all plain dotted numbers."""
     if not isinstance(version, str) or not re.fullmatch(r"\d+(\.\d+)*", version.strip()):
-        raise ValueError(f"{version!r} is not a botocore release number like '1.24.30'")
+        raise InputError(f"{version!r} is not a botocore release number like '1.24.30'")
     return tuple(int(part) for part in version.strip().split("."))
 
 
@@ -277,7 +279,7 @@ def _check_region(region: str) -> None:
     """ValueError naming the covered regions when ``region`` is not in the table."""
     regions = sorted(_history()["region"].unique())
     if region not in regions:
-        raise ValueError(f"region {region!r} is not in the default-endpoint table; use one of {regions}")
+        raise InputError(f"region {region!r} is not in the default-endpoint table; use one of {regions}")
 
 
 @dataclass(frozen=True)
@@ -367,7 +369,7 @@ def ats_boundary(*, region: str = REGION) -> AtsBoundary:
     is_ats = rows["host_class"].eq("ats").tolist()
     flips = [i for i in range(1, len(is_ats)) if is_ats[i] and not is_ats[i - 1]]
     if len(flips) != 1 or not all(is_ats[flips[0] :]):
-        raise ValueError(f"the table shows no single legacy -> ATS change for {region!r}")
+        raise InputError(f"the table shows no single legacy -> ATS change for {region!r}")
     low, high = rows.iloc[flips[0] - 1], rows.iloc[flips[0]]
     boundary = provenance()["boundary"]
     exact = (boundary["last_legacy"], boundary["first_ats"]) == (low["version"], high["version"])

@@ -20,6 +20,7 @@ from helpers._io import atomic_write_bytes
 from helpers._paths import data_file
 from helpers._x509 import Problem
 from helpers.incident import ROOT_AT_FAULT
+from helpers.kinds import InputError, MissingFileError
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: loading and comparing roots need none
     import pandas as pd
@@ -141,11 +142,11 @@ def from_pem(
     else:
         path = Path(path_or_bytes)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such PEM file; pass the path of a CA bundle (.pem)")
+            raise MissingFileError(f"{path}: no such PEM file; pass the path of a CA bundle (.pem)")
         data, source = path.read_bytes(), str(path)
     parsed = _x509.parse_pem(data)
     if not parsed.certificates and not parsed.problems:
-        raise ValueError(f"{source}: no PEM CERTIFICATE blocks found; pass a CA bundle in PEM format")
+        raise InputError(f"{source}: no PEM CERTIFICATE blocks found; pass a CA bundle in PEM format")
     return Bundle(
         name=name or (Path(source).name if source != "<bytes>" else "pem"),
         version=version,
@@ -190,7 +191,7 @@ def system() -> Bundle:
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return from_pem(candidate, name="system")
-    raise FileNotFoundError(
+    raise MissingFileError(
         "no system CA bundle found (looked at SSL_CERT_FILE, OpenSSL's default and the usual paths); "
         "set SSL_CERT_FILE to your CA bundle"
     )
@@ -403,11 +404,11 @@ def certifi(version: str) -> Bundle:
     usable = certifi_versions()
     if status is None:
         nearest = ", ".join(_nearest(wanted, usable)) if wanted else f"{usable[0]} ... {usable[-1]}"
-        raise ValueError(
+        raise InputError(
             f"certifi {version!r} is not a release in data/certifi; nearest releases: {nearest} "
             "(certifi_releases() lists all; run `python -m helpers refresh-certifi` for newer ones)"
         )
-    raise ValueError(
+    raise InputError(
         f"certifi {wanted} has no roots to load ({status}); "
         f"nearest releases with roots: {', '.join(_nearest(wanted, usable))}"
     )
@@ -476,7 +477,7 @@ def _matching(name_or_fingerprint: str) -> pd.DataFrame:
     roots = _roots_frame()
     needle = name_or_fingerprint.strip().lower().replace(":", "")
     if not needle:
-        raise ValueError("give a root's name (e.g. 'Amazon Root CA 1') or SHA-256 fingerprint, not ''")
+        raise InputError("give a root's name (e.g. 'Amazon Root CA 1') or SHA-256 fingerprint, not ''")
     names = roots["name"].fillna("").str.lower()
     by_fingerprint = roots["fingerprint_sha256"].str.startswith(needle) & (len(needle) >= 8)  # 8+ hex digits
     for mask in (
@@ -486,7 +487,7 @@ def _matching(name_or_fingerprint: str) -> pd.DataFrame:
     ):
         if mask.any():
             return roots[mask]
-    raise ValueError(
+    raise InputError(
         f"no root in any certifi release matches {name_or_fingerprint!r}; "
         "give a subject name such as 'Amazon Root CA 1' or a SHA-256 fingerprint (8+ hex digits)"
     )
@@ -536,7 +537,7 @@ def release_changes(version: str) -> pd.DataFrame:
     ordered = certifi_releases()["version"].tolist()
     at = ordered.index(bundle.version)
     if at == 0:
-        raise ValueError(f"certifi {bundle.version} is the first release; there is nothing before it")
+        raise InputError(f"certifi {bundle.version} is the first release; there is nothing before it")
     return compare(certifi(ordered[at - 1]), bundle)
 
 

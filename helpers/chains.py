@@ -21,7 +21,7 @@ from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, St
 
 from helpers import _x509
 from helpers._io import atomic_write_text
-from helpers.kinds import KitError, Reason
+from helpers.kinds import InputError, KitError, MissingFileError, Reason
 
 if TYPE_CHECKING:  # pandas is imported where a table is built, never for a verdict
     import pandas as pd
@@ -81,7 +81,7 @@ class Chain:
 
     def __post_init__(self) -> None:
         if not self.certificates:
-            raise ValueError("a Chain needs at least one certificate (the server's own, first)")
+            raise InputError("a Chain needs at least one certificate (the server's own, first)")
 
     @property
     def leaf(self) -> x509.Certificate:
@@ -162,17 +162,17 @@ def load_chain(path_or_pem: str | os.PathLike | bytes) -> Chain:
     else:
         path = Path(path_or_pem)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such chain file; pass a PEM file saved by Chain.save()")
+            raise MissingFileError(f"{path}: no such chain file; pass a PEM file saved by Chain.save()")
         text, source = path.read_text("utf-8", "replace"), str(path)
     parsed = _x509.parse_pem(text)
     if parsed.problems:
         problem = parsed.problems[0]
-        raise ValueError(
+        raise InputError(
             f"{source}: certificate {problem.position + 1} cannot be read ({problem.reason}); "
             "pass the PEM exactly as captured"
         )
     if not parsed.certificates:
-        raise ValueError(f"{source}: no PEM CERTIFICATE blocks found; pass a chain saved by Chain.save()")
+        raise InputError(f"{source}: no PEM CERTIFICATE blocks found; pass a chain saved by Chain.save()")
     meta: dict[str, object] = {}
     notes: dict[str, str] = {}
     for line in text.split("-----BEGIN", 1)[0].splitlines():
@@ -184,13 +184,13 @@ def load_chain(path_or_pem: str | os.PathLike | bytes) -> Chain:
             notes[key] = value
         elif key == "port":
             if not value.isdigit():
-                raise ValueError(f"{source}: header 'port: {value}' is not a port number; fix or remove it")
+                raise InputError(f"{source}: header 'port: {value}' is not a port number; fix or remove it")
             meta[key] = int(value)
         elif key == "captured_at":
             try:
                 meta[key] = dt.datetime.fromisoformat(value)
             except ValueError:
-                raise ValueError(
+                raise InputError(
                     f"{source}: header 'captured_at: {value}' is not an ISO 8601 time; fix or remove it"
                 ) from None
         else:
@@ -305,7 +305,7 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     match = _ENDPOINT.match(text.strip()) if isinstance(text, str) else None
     port = int(match["port"]) if match and match["port"] else 443
     if not match or not 0 < port < 65536:
-        raise ValueError(f"bad endpoint {text!r}: use HOST or HOST:PORT with a port from 1 to 65535")
+        raise InputError(f"bad endpoint {text!r}: use HOST or HOST:PORT with a port from 1 to 65535")
     return (match["v6"] or match["name"]).lower(), port
 
 
@@ -322,7 +322,7 @@ def collect(
     for path in chain_files:
         chain = load_chain(Path(path))
         if not chain.hostname:
-            raise ValueError(f"{path}: the chain records no host; save it with atskit or add '# host: NAME'")
+            raise InputError(f"{path}: the chain records no host; save it with atskit or add '# host: NAME'")
         collected[chain.label] = chain
     for host, port in [parse_endpoint(h) for h in endpoint_hosts]:
         chain = fetch_chain(host, port, timeout=timeout)
@@ -402,17 +402,17 @@ def parse_time(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
         try:
             moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"{value!r} is not a date: use YYYY-MM-DD or an ISO 8601 time like 2021-12-03T10:00:00Z"
             ) from None
     else:
-        raise ValueError(f"{value!r} is not a date: give a datetime, a date or YYYY-MM-DD text")
+        raise InputError(f"{value!r} is not a date: give a datetime, a date or YYYY-MM-DD text")
     if moment is None:
         return None
     try:
         return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     except OverflowError:
-        raise ValueError(f"{value!r} is out of range once converted to UTC; use a date before 9999") from None
+        raise InputError(f"{value!r} is out of range once converted to UTC; use a date before 9999") from None
 
 
 def _utc(at: dt.datetime | dt.date | str | None) -> dt.datetime:
@@ -457,7 +457,7 @@ def verify(
         try:
             verifier = PolicyBuilder().store(trust.store).time(at).build_server_verifier(subject)
         except ValueError:  # cryptography checks the name here
-            raise ValueError(f"hostname={hostname!r} is neither a DNS name nor an IP address") from None
+            raise InputError(f"hostname={hostname!r} is neither a DNS name nor an IP address") from None
         try:
             path = verifier.verify(chain.leaf, chain.intermediates)
         except VerificationError as exc:
@@ -665,7 +665,7 @@ def matrix(
     rows = []
     for endpoint, chain in labelled:
         if not chain.hostname:
-            raise ValueError(f"chain {endpoint!r} has no host; set Chain.host or Chain.server_name")
+            raise InputError(f"chain {endpoint!r} has no host; set Chain.host or Chain.server_name")
         for bundle in bundle_list:
             verdict = verify(chain, bundle, hostname=chain.hostname, at=at)
             rows.append(

@@ -7,7 +7,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from helpers import _aws
-from helpers.kinds import HostClass
+from helpers.kinds import HostClass, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +35,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$")
 def check_region(region: str) -> str:
     """Return ``region`` if it is shaped like an AWS region name, else raise a one-line ValueError."""
     if not isinstance(region, str) or not _REGION.match(region):
-        raise ValueError(f"region={region!r} is not an AWS region name; use one like 'ap-northeast-2'")
+        raise InputError(f"region={region!r} is not an AWS region name; use one like 'ap-northeast-2'")
     return region
 
 

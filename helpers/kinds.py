@@ -13,6 +13,18 @@ class KitError(Exception):
     """Base of every error the kit raises on purpose; its message is one line saying what to do."""
 
 
+class InputError(KitError, ValueError):
+    """A value the caller gave cannot be used (an unknown release, a bad date, a bad parameter)."""
+
+
+class MissingFileError(KitError, FileNotFoundError):
+    """A file the caller named, or the kit's own data, is not there."""
+
+
+class UnusableError(KitError, RuntimeError):
+    """Something the kit needs cannot be used here (a child Python failed, a real root is missing)."""
+
+
 class Reason(StrEnum):
     """Why a chain does or does not verify against a trust store (``chains.verify``)."""
 

@@ -32,7 +32,7 @@ from helpers import _aws, _lab_routing, bundles, endpoints
 from helpers._io import atomic_write_bytes
 from helpers._lab_twins import CHAINS, LAB_OU, LabPKI, is_lab_twin, pki, trust_view, twin_roots
 from helpers.incident import REGION, THING_NAME
-from helpers.kinds import KitError, Mode
+from helpers.kinds import InputError, KitError, Mode
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -166,7 +166,7 @@ class Lab:
     def __init__(self, region: str = REGION, *, port: int = 0) -> None:
         endpoints.check_region(region)
         if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"port={port!r}: use 0 (a free port) or a TCP port number up to 65535")
+            raise InputError(f"port={port!r}: use 0 (a free port) or a TCP port number up to 65535")
         self.region = region
         self.account_id = f"{999_000_000_000 + next(_account_numbers)}"  # isolates this lab's moto state
         self._requested_port = port
@@ -468,7 +468,7 @@ class _Env:
         """``https://`` URL of an iot-data endpoint: 'legacy', 'ats' or 'account-ats'."""
         hosts = {"legacy": "data_legacy", "ats": "data_ats", "account-ats": "account_ats"}
         if which not in hosts:
-            raise ValueError(f"iot_data_endpoint={which!r}: use one of {', '.join(IOT_DATA_ENDPOINTS)}")
+            raise InputError(f"iot_data_endpoint={which!r}: use one of {', '.join(IOT_DATA_ENDPOINTS)}")
         return f"https://{self.endpoints[hosts[which]]}"
 
     @contextmanager
@@ -499,7 +499,7 @@ class _Env:
             values["AWS_MAX_ATTEMPTS"] = str(int(max_attempts))
         if retry_mode is not None:
             if retry_mode not in ("legacy", "standard", "adaptive"):
-                raise ValueError(f"retry_mode={retry_mode!r}: use 'legacy', 'standard' or 'adaptive'")
+                raise InputError(f"retry_mode={retry_mode!r}: use 'legacy', 'standard' or 'adaptive'")
             values["AWS_RETRY_MODE"] = retry_mode
         with _lab_routing.environ(values) as applied:
             yield applied
@@ -618,4 +618,4 @@ def environment(mode: str = Mode.LAB, *, region: str = REGION, thing_name: str =
         return running(region, thing_name=thing_name)
     if mode is Mode.LIVE:
         return live(region, thing_name=thing_name, session=session)
-    raise ValueError(f"mode={mode!r}: an environment is 'lab' or 'live'")
+    raise InputError(f"mode={mode!r}: an environment is 'lab' or 'live'")

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+from helpers.kinds import InputError
+
 __all__ = ["Caught", "check_parameters", "expect_error", "versions", "versions_line"]
 
 _THING = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
@@ -24,7 +26,7 @@ def _mode(name: str, value, *, modes=("lab", "live")) -> str:
     from helpers.kinds import Mode
 
     if value not in modes:
-        raise ValueError(f"{name}={value!r}: use {' or '.join(repr(m) for m in modes)}")
+        raise InputError(f"{name}={value!r}: use {' or '.join(repr(m) for m in modes)}")
     return Mode(value)
 
 
@@ -36,7 +38,7 @@ def _region(name: str, value) -> str:
 
 def _thing(name: str, value) -> str:
     if not isinstance(value, str) or not _THING.fullmatch(value):
-        raise ValueError(f"{name}={value!r}: use 1-128 letters, digits, ':', '_' or '-'")
+        raise InputError(f"{name}={value!r}: use 1-128 letters, digits, ':', '_' or '-'")
     return value
 
 
@@ -46,7 +48,7 @@ def _release(name: str, value) -> str:
     try:
         return bundles.certifi(str(value)).version
     except ValueError as exc:
-        raise ValueError(f"{name}={value!r}: {exc}") from None
+        raise InputError(f"{name}={value!r}: {exc}") from None
 
 
 def _root(name: str, value) -> str:
@@ -55,7 +57,7 @@ def _root(name: str, value) -> str:
     try:
         bundles.added_in(value)
     except ValueError as exc:
-        raise ValueError(f"{name}={value!r}: {exc}") from None
+        raise InputError(f"{name}={value!r}: {exc}") from None
     return value
 
 
@@ -69,7 +71,7 @@ def _strings(name: str, value) -> list[str]:
     if isinstance(value, str):
         value = [value] if value.strip() else []
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ValueError(
+        raise InputError(
             f"{name}={value!r}: give a list of strings, e.g. ['data.iot.ap-northeast-2.amazonaws.com']"
         )
     return [v.strip() for v in value]
@@ -86,7 +88,7 @@ def _flag(name: str, value) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"{name}={value!r}: use True or False")
+    raise InputError(f"{name}={value!r}: use True or False")
 
 
 def _time(name: str, value):
@@ -97,12 +99,12 @@ def _time(name: str, value):
     try:
         return parse_time(value)
     except ValueError as exc:
-        raise ValueError(f"{name}={value!r}: {exc}") from None
+        raise InputError(f"{name}={value!r}: {exc}") from None
 
 
 def _stem(name: str, value) -> str:
     if not isinstance(value, str) or not _STEM.fullmatch(value):
-        raise ValueError(f"{name}={value!r}: use letters, digits, '.', '_' or '-' (a file name stem)")
+        raise InputError(f"{name}={value!r}: use letters, digits, '.', '_' or '-' (a file name stem)")
     return value
 
 
@@ -110,7 +112,7 @@ def _botocore(name: str, value) -> str | None:
     if value in ("", None):
         return None
     if not isinstance(value, str) or not re.fullmatch(r"\d+(\.\d+)*", value.strip()):
-        raise ValueError(
+        raise InputError(
             f"{name}={value!r}: use a botocore release like '1.23.1', or '' for the installed one"
         )
     return value.strip()
@@ -118,7 +120,7 @@ def _botocore(name: str, value) -> str | None:
 
 def _text(name: str, value) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name}={value!r}: give text")
+        raise InputError(f"{name}={value!r}: give text")
     return value
 
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from helpers._io import atomic_write_bytes
+from helpers.kinds import InputError
 
 __all__ = ["CA", "LeafCert", "make_name"]
 
@@ -52,7 +53,7 @@ def _new_key(key_type: str) -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "ec384":
         return ec.generate_private_key(ec.SECP384R1())
-    raise ValueError(f"key_type={key_type!r}: use 'rsa', 'rsa4096', 'ec' or 'ec384'")
+    raise InputError(f"key_type={key_type!r}: use 'rsa', 'rsa4096', 'ec' or 'ec384'")
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -176,7 +177,7 @@ class CA:
     ) -> LeafCert:
         """A server certificate for ``hostnames`` (DNS names or IP addresses) signed by this CA."""
         if not hostnames:
-            raise ValueError("issue_cert needs at least one hostname")
+            raise InputError("issue_cert needs at least one hostname")
         key = _new_key(key_type)
         sans = []
         for host in hostnames:

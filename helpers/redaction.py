@@ -9,7 +9,7 @@ from pathlib import Path
 
 from helpers._io import atomic_write_text
 
-__all__ = ["redact", "redact_markdown", "redact_notebook", "redact_notebook_file"]
+__all__ = ["redact", "redact_frame", "redact_markdown", "redact_notebook", "redact_notebook_file"]
 
 _SECRET_RUN = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
@@ -160,3 +160,20 @@ def redact_notebook_file(path: str | os.PathLike) -> int:
     if text != original:
         atomic_write_text(path, text)
     return changed
+
+
+def redact_frame(frame):
+    """A copy of a DataFrame with every string cell, column name, index label and attr redacted."""
+    import pandas as pd
+
+    def _cell(value):
+        return redact(value) if isinstance(value, str) else value
+
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(_cell)
+    out.columns = [_cell(c) for c in out.columns]
+    out.index = out.index.map(_cell)
+    out.attrs = {k: _cell(v) for k, v in frame.attrs.items()}
+    return out

@@ -1,4 +1,4 @@
-"""Postmortem reports: assembly and export to Markdown and HTML, redacted (see helpers.redaction)."""
+"""Postmortem reports: assembled from sections, exported to Markdown and HTML, redacted on the way out."""
 
 from __future__ import annotations
 
@@ -10,36 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from helpers._io import atomic_write_text
-from helpers.redaction import redact, redact_markdown, redact_notebook, redact_notebook_file
+from helpers.redaction import redact, redact_frame, redact_markdown
 
-__all__ = [
-    "Postmortem",
-    "Section",
-    "redact",
-    "redact_frame",
-    "redact_markdown",
-    "redact_notebook",
-    "redact_notebook_file",
-]
-
-# --- redaction of frames (text, Markdown and notebooks: helpers.redaction) -------------------------
-
-
-def redact_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``frame`` with every string cell, column name and index label redacted."""
-
-    def _cell(value):
-        return redact(value) if isinstance(value, str) else value
-
-    out = frame.copy()
-    for column in out.columns:
-        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
-            out[column] = out[column].map(_cell)
-    out.columns = [_cell(c) for c in out.columns]
-    out.index = out.index.map(_cell)
-    out.attrs = {k: _cell(v) for k, v in frame.attrs.items()}
-    return out
-
+__all__ = ["Postmortem", "Section", "frame_to_markdown"]
 
 # --- postmortem assembly ---------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.kinds import KitError
+from helpers.kinds import InputError, KitError
 
 __all__ = [
     "WATCHED",
@@ -300,7 +300,7 @@ def spec_path(path_or_pins: str, *, name: str = "spec") -> str:
     from helpers._paths import ROOT
 
     if not isinstance(path_or_pins, str) or not path_or_pins.strip():
-        raise ValueError(
+        raise InputError(
             f"{name} is empty: give a requirements/lock file or inline pins like 'certifi==2021.10.8'"
         )
     candidate = ROOT / path_or_pins

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from helpers.incident import REGION
-from helpers.kinds import Change, Mode, Reason
+from helpers.kinds import Change, InputError, Mode, Reason
 from helpers.requirements import Environment, ResolutionError, resolve
 
 if TYPE_CHECKING:
@@ -286,9 +286,9 @@ def run_check(
         return chains.fetch_chain(host, 443, timeout=timeout)
 
     if mode is Mode.LIVE and not endpoint_hosts:
-        raise ValueError("mode='live' needs endpoint_hosts=['HOST[:PORT]', ...] to capture")
+        raise InputError("mode='live' needs endpoint_hosts=['HOST[:PORT]', ...] to capture")
     if mode is Mode.SAVED and not chain_files:
-        raise ValueError("mode='saved' needs chain_files=['path/to/chain.pem', ...]")
+        raise InputError("mode='saved' needs chain_files=['path/to/chain.pem', ...]")
     options = {"chain_files": chain_files, "timeout": timeout, "save_dir": save_dir}
     if mode is Mode.SAVED:
         return check(*sides, chains.collect(**options), at=at)

@@ -8,8 +8,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers import report, runner
-from helpers.report import Postmortem, redact, redact_markdown, redact_notebook_file
+from helpers import redaction, runner
+from helpers.redaction import redact, redact_markdown, redact_notebook_file
+from helpers.report import Postmortem
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ def test_redact_frame_masks_cells_columns_and_index():
     frame = pd.DataFrame(
         {"AKIAIOSFODNN7EXAMPLE": ["arn:aws:iam::123456789012:role/x"]}, index=["210987654321"]
     )
-    out = report.redact_frame(frame)
+    out = redaction.redact_frame(frame)
     assert list(out.columns) == ["<access-key-id>"]
     assert out.iloc[0, 0] == "arn:aws:iam::<account-id>:role/x"
     assert list(out.index) == ["<account-id>"]
