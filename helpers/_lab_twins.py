@@ -9,15 +9,20 @@ is trusted exactly where the real root was.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import threading
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from helpers import _x509, bundles
+from helpers import _cache, _x509, bundles
+from helpers import pki as pki_module
+from helpers._io import atomic_write_bytes
 from helpers.kinds import InputError, UnusableError
 from helpers.pki import CA, LeafCert, make_name
 
@@ -189,8 +194,49 @@ def pki() -> LabPKI:
 
 @functools.cache
 def _make_pki() -> LabPKI:
-    """Build the twin CAs and cross-signatures (RSA key generation makes this take a moment)."""
+    """The twin CAs and cross-signatures: as saved in the kit's private cache by an earlier process
+    with the same code and real roots, else made now (RSA key generation takes a moment) and saved."""
     real_roots = _real_roots()
+    path = _cache.private_dir("lab") / f"pki-{_pki_digest(real_roots)[:32]}.json"
+    try:
+        return _load_pki(path, real_roots)
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not what this code makes: make one
+        pass
+    made = _new_pki(real_roots)
+    saved = {
+        "cas": {t: [ca.cert_pem.decode(), ca.private_key_pem.decode()] for t, ca in made.cas.items()},
+        "cross_signed": {t: _x509.to_pem([c]).decode() for t, c in made.cross_signed.items()},
+    }
+    atomic_write_bytes(path, json.dumps(saved).encode(), mode=0o600)  # private keys: this user's only
+    _cache.prune(path.parent)
+    return made
+
+
+def _pki_digest(real_roots: dict[str, x509.Certificate]) -> str:
+    """What decides the lab PKI: the code that makes it and the real roots it copies."""
+    digest = hashlib.sha256(Path(__file__).read_bytes() + Path(pki_module.__file__).read_bytes())
+    for twin_id, real in sorted(real_roots.items()):
+        digest.update(f"{twin_id}={_x509.fingerprint(real)}".encode())
+    return digest.hexdigest()
+
+
+def _load_pki(path: Path, real_roots: dict[str, x509.Certificate]) -> LabPKI:
+    """A lab PKI saved by :func:`_make_pki` (ValueError and friends if it is not a whole one)."""
+    saved = json.loads(path.read_bytes())
+    cas: dict[str, CA] = {}
+    for twin_id in [*_ROOT_CNS, *_INTERMEDIATES]:
+        parent = cas[_INTERMEDIATES[twin_id][0]] if twin_id in _INTERMEDIATES else None
+        cert_pem, key_pem = saved["cas"][twin_id]
+        # keys this process's user wrote into a 0600 file in their own 0700 folder: not re-validated
+        cas[twin_id] = CA.from_pem(cert_pem.encode(), key_pem.encode(), parent=parent, validate_key=False)
+    cross_signed = {
+        t: x509.load_pem_x509_certificate(pem.encode()) for t, pem in saved["cross_signed"].items()
+    }
+    return LabPKI(cas=cas, real_roots=real_roots, cross_signed=cross_signed)
+
+
+def _new_pki(real_roots: dict[str, x509.Certificate]) -> LabPKI:
+    """Make the twin CAs (keys of the real roots' types and validity) and Starfield's cross-signatures."""
     cas: dict[str, CA] = {}
     for twin_id, real in real_roots.items():
         cas[twin_id] = CA(

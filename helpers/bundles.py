@@ -7,7 +7,6 @@ import functools
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from helpers import _certifi_store, _x509
+from helpers import _cache, _certifi_store, _x509
 from helpers._io import atomic_write_bytes
 from helpers._paths import data_file
 from helpers._x509 import Problem
@@ -112,25 +111,22 @@ class Bundle:
     def path(self) -> Path:
         """A PEM file of this bundle that boto3's ``verify=`` accepts (written once, then reused).
 
-        The file is named by the SHA-256 of its content, so every process and every Bundle with the
-        same roots shares one file instead of leaving a new one in the temp folder each run.
+        The file lives in the kit's private cache (a folder only this user can write) and is named by
+        the SHA-256 of its content, so every process and every Bundle with the same roots shares one
+        file; its content is checked against that name before it is reused.
         """
         cached = self.__dict__.get("_pem_path")
         if cached is None or not cached.exists():
             pem = self.pem()
+            digest = hashlib.sha256(pem).hexdigest()
             safe = "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in self.label)
-            cached = Path(_cache_dir()) / f"{safe}-{len(self)}-{hashlib.sha256(pem).hexdigest()[:16]}.pem"
-            if not (cached.is_file() and cached.read_bytes() == pem):
+            folder = _cache.private_dir("trust")
+            cached = folder / f"{safe}-{len(self)}-{digest[:16]}.pem"
+            if not (cached.is_file() and hashlib.sha256(cached.read_bytes()).hexdigest() == digest):
                 atomic_write_bytes(cached, pem)
+                _cache.prune(folder)
             self.__dict__["_pem_path"] = cached
         return cached
-
-
-def _cache_dir() -> str:
-    """Per-user temp folder for bundle PEM files."""
-    path = Path(tempfile.gettempdir()) / f"atskit-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)
 
 
 def from_pem(

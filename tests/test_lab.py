@@ -432,3 +432,40 @@ def test_a_bad_region_is_refused_with_what_to_do(region):
 def test_a_bad_port_is_refused_with_what_to_do(port):
     with pytest.raises(ValueError, match=r"use 0 \(a free port\) or a TCP port number"):
         lab.Lab(REGION, port=port)
+
+
+def test_the_private_cache_is_the_users_own_folder_and_keys_are_0600(tmp_path, monkeypatch):
+    """Trust views and the lab's keys live in a 0700 folder that must be a real folder of this
+    user's (a symlink planted there is refused, not followed); saved keys are 0600."""
+    import stat
+
+    from helpers import _cache
+    from helpers.kinds import UnusableError
+
+    monkeypatch.setenv("ATSKIT_CACHE_DIR", str(tmp_path / "cache"))
+    view = bundles.Bundle("fresh", None, "test", list(bundles.certifi("2021.10.8").certificates)).path()
+    assert view.parent == tmp_path / "cache" / "trust"
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in (view.parent, view.parent.parent))
+    elsewhere = tmp_path / "world-writable"
+    elsewhere.mkdir()
+    elsewhere.chmod(0o777)
+    (tmp_path / "cache" / "lab").symlink_to(elsewhere)
+    with pytest.raises(UnusableError, match="real folder"):
+        _cache.private_dir("lab")
+
+
+def test_the_lab_pki_is_saved_0600_and_reused_by_a_new_process(tmp_path):
+    """A first process makes the lab's keys and saves them for this user only; a second reuses them."""
+    code = (
+        "import json; from helpers import lab; "
+        "print(json.dumps([lab.pki().cas[t].cert.fingerprint(__import__('cryptography').hazmat.primitives"
+        ".hashes.SHA256()).hex() for t in ('verisign_g5', 'amazon_root_ca_1')]))"
+    )
+    env = dict(os.environ, ATSKIT_CACHE_DIR=str(tmp_path / "cache"))
+    first, second = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        for _ in range(2)
+    )
+    assert json.loads(first.stdout) == json.loads(second.stdout)
+    [saved] = (tmp_path / "cache" / "lab").glob("pki-*.json")
+    assert oct(saved.stat().st_mode & 0o777) == "0o600"
