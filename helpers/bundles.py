@@ -32,6 +32,7 @@ __all__ = [
     "certifi",
     "certifi_releases",
     "certifi_versions",
+    "Comparison",
     "compare",
     "from_pem",
     "history",
@@ -193,13 +194,43 @@ def system() -> Bundle:
     )
 
 
-def compare(a: Bundle, b: Bundle) -> pd.DataFrame:
-    """One row per root found in either bundle, ``change`` in {added, removed, kept} going a -> b.
+COMPARE_COLUMNS = ["change", "in_a", "in_b", *_x509.DESCRIBE_COLUMNS]
 
-    ``in_a``/``in_b`` say where each root is; ``frame.attrs`` holds the two bundles' labels.
-    """
-    import pandas as pd
 
+@dataclass(frozen=True)
+class Comparison:
+    """What changed going from bundle ``a`` to bundle ``b``: one row per root found in either, removed
+    first, then added, then kept (each by name); ``change`` is 'removed', 'added' or 'kept'."""
+
+    a: str  # the bundles' labels
+    b: str
+    rows: list[dict]
+
+    def count(self, change: str) -> int:
+        """How many roots have this change ('removed', 'added', 'kept')."""
+        return sum(row["change"] == change for row in self.rows)
+
+    def changed(self) -> list[dict]:
+        """The rows of removed and added roots."""
+        return [row for row in self.rows if row["change"] != "kept"]
+
+    @property
+    def summary(self) -> str:
+        """'certifi 2020.6.20 -> certifi 2021.10.8: 21 removed, 14 added, 117 kept'."""
+        counts = ", ".join(f"{self.count(change)} {change}" for change in ("removed", "added", "kept"))
+        return f"{self.a} -> {self.b}: {counts}"
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame (``attrs`` holds the two labels)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=COMPARE_COLUMNS)
+        frame.attrs.update({"a": self.a, "b": self.b})
+        return frame
+
+
+def compare(a: Bundle, b: Bundle) -> Comparison:
+    """The roots removed, added and kept going from ``a`` to ``b`` (``in_a``/``in_b`` say where each is)."""
     by_fp = {_x509.fingerprint(c): c for c in a.certificates}
     by_fp.update({_x509.fingerprint(c): c for c in b.certificates})
     rows = []
@@ -208,17 +239,8 @@ def compare(a: Bundle, b: Bundle) -> pd.DataFrame:
         change = "kept" if in_a and in_b else ("removed" if in_a else "added")
         rows.append({"change": change, "in_a": in_a, "in_b": in_b, **_x509.describe(cert)})
     order = {"removed": 0, "added": 1, "kept": 2}
-    attrs = {"a": a.label, "b": b.label}
-    columns = ["change", "in_a", "in_b", *_x509.DESCRIBE_COLUMNS]
-    frame = pd.DataFrame(rows, columns=columns)
-    frame = (
-        frame.assign(_order=frame["change"].map(order))
-        .sort_values(["_order", "name"], kind="stable")
-        .drop(columns="_order")
-        .reset_index(drop=True)
-    )
-    frame.attrs.update(attrs)
-    return frame
+    rows.sort(key=lambda row: (order[row["change"]], row["name"] or ""))
+    return Comparison(a.label, b.label, rows)
 
 
 # ---------------------------------------------------------------- certifi's history, from data/certifi
@@ -527,7 +549,7 @@ def added_in(name_or_fingerprint: str) -> str | None:
     return str(present.index[present.to_numpy().argmax()]) if present.any() else None
 
 
-def release_changes(version: str) -> pd.DataFrame:
+def release_changes(version: str) -> Comparison:
     """What ``version`` changed: :func:`compare` of the release before it and ``version``."""
     bundle = certifi(version)
     ordered = certifi_releases()["version"].tolist()

@@ -179,8 +179,13 @@ def _emit(args: argparse.Namespace, data, text: str, *, redacted: bool = True) -
     """Print JSON (--json) or the text, redacted unless told otherwise (the lab's fake values)."""
     from helpers.redaction import redact
 
-    out = json.dumps(data, indent=2, default=str) if args.json else text
+    out = json.dumps(data, indent=2, default=_json_value) if args.json else text
     print(redact(out) if redacted else out)
+
+
+def _json_value(value) -> str:
+    """JSON for what json cannot write itself: times as ISO 8601, anything else as text."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _text_table(rows: list[dict], columns: list[str]) -> str:
@@ -240,18 +245,11 @@ def _diff_bundles(args: argparse.Namespace) -> int:
     from helpers import bundles
 
     a, b = (_one_bundle(spec) for spec in (args.a, args.b))
-    frame = bundles.compare(a, b)
-    changed = frame[frame["change"] != "kept"]
-    counts = frame["change"].value_counts()
-    summary = (
-        f"{a.label} -> {b.label}: {counts.get('removed', 0)} removed, {counts.get('added', 0)} added, "
-        f"{counts.get('kept', 0)} kept"
-    )
-    columns = [
-        c for c in ("change", "subject_cn", "subject_o", "not_after", "fingerprint_sha256") if c in frame
-    ]
-    text = (_table(changed[columns]) + "\n" if not changed.empty else "") + summary
-    _emit(args, {"a": a.label, "b": b.label, "summary": summary, "changes": _records(changed[columns])}, text)
+    comparison = bundles.compare(a, b)
+    columns = ["change", "subject_cn", "subject_o", "not_after", "fingerprint_sha256"]
+    changed = [{c: row[c] for c in columns} for row in comparison.changed()]
+    text = (_text_table(changed, columns) + "\n" if changed else "") + comparison.summary
+    _emit(args, {"a": a.label, "b": b.label, "summary": comparison.summary, "changes": changed}, text)
     return 0
 
 

@@ -9,6 +9,7 @@ side by side, one thread each; each kernel works in the output folder, so what a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import tempfile
@@ -51,8 +52,8 @@ def notebook_paths(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
 
 def _import_machinery() -> None:
     """Import, on the calling thread, everything the notebook threads use (papermill, nbclient,
-    jupyter_client's kernel specs, nbconvert), so no two threads ever race to import a module."""
-    import nbconvert  # noqa: F401
+    jupyter_client's kernel specs), so no two threads ever race to import a module. The HTML export
+    (nbconvert, which no notebook thread imports) runs on the main thread as the notebooks finish."""
     import nbformat  # noqa: F401
     import papermill  # noqa: F401
     from jupyter_client.kernelspec import KernelSpecManager
@@ -108,6 +109,25 @@ def execute(
     kernel_manager_class=None,
 ) -> NotebookRun:
     """Execute one notebook into ``out_dir`` (ipynb, and HTML unless ``html=False``), redacted."""
+    run, executed = _execute(
+        notebook, out_dir, parameters=parameters, kernel_manager_class=kernel_manager_class
+    )
+    return _with_html(run, executed) if html else run
+
+
+def _with_html(run: NotebookRun, executed) -> NotebookRun:
+    """``run`` with its executed notebook exported to HTML beside its .ipynb (and the export's time)."""
+    if executed is None:
+        return run
+    started = time.perf_counter()
+    html = _export_html(run.output_ipynb, executed)
+    return dataclasses.replace(run, output_html=html, seconds=run.seconds + time.perf_counter() - started)
+
+
+def _execute(
+    notebook: Path, out_dir: Path, *, parameters: dict | None = None, kernel_manager_class=None
+) -> tuple[NotebookRun, object]:
+    """Execute and redact one notebook into ``out_dir``: how it went, and the executed notebook."""
     import shutil
 
     import nbformat
@@ -155,9 +175,8 @@ def execute(
         redact_notebook(executed)  # reports never carry secrets: masked before anything is written
         error = redact(error) if error else None
         atomic_write_text(output_ipynb, nbformat.writes(executed))
-    output_html = _export_html(output_ipynb, executed) if html and executed is not None else None
     seconds = time.perf_counter() - started
-    return NotebookRun(notebook.stem, error is None, seconds, output_ipynb, output_html, error)
+    return NotebookRun(notebook.stem, error is None, seconds, output_ipynb, None, error), executed
 
 
 def _kernel_config(folder: Path, kernel_log: Path):
@@ -224,12 +243,12 @@ def run_all(
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook")
     try:
         futures = {
-            path: pool.submit(execute, path, Path(out_dir), kernel_manager_class=manager_class)
+            path: pool.submit(_execute, path, Path(out_dir), kernel_manager_class=manager_class)
             for path in by_size
         }
         runs = []
         for path in paths:  # in notebook order, each as soon as it and those before it are done
-            runs.append(futures[path].result())
+            runs.append(_with_html(*futures[path].result()))  # exported here, while the others run
             if on_done is not None:
                 on_done(runs[-1])
         return runs

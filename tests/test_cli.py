@@ -323,7 +323,7 @@ def test_diff_bundles_lists_g5_among_the_removed(capsys):
     done = atskit_here(capsys, "diff-bundles", "certifi==2020.6.20", "certifi==2021.10.8", "--json")
     assert done.returncode == 0, done.stderr
     changes = json.loads(done.stdout)["changes"]
-    expected = bundles.compare(bundles.certifi("2020.6.20"), bundles.certifi("2021.10.8"))
+    expected = bundles.compare(bundles.certifi("2020.6.20"), bundles.certifi("2021.10.8")).frame()
     removed = {c["fingerprint_sha256"] for c in changes if c["change"] == "removed"}
     assert removed == set(expected.loc[expected["change"] == "removed", "fingerprint_sha256"])
     assert any(c["subject_cn"] == G5 for c in changes if c["change"] == "removed")
@@ -419,3 +419,26 @@ def test_run_notebooks_json_reports_each_notebook_in_order(tmp_path, monkeypatch
     for stem in ("01-fails", "02-works"):
         assert (out / f"{stem}.ipynb").exists() and (out / f"{stem}.html").exists()
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "--chain-file", "{saved}/data_legacy.pem", "--bundle", "certifi==all"],
+        ["check", "--chain-file", "{saved}/data_legacy.pem", "--bundle", "certifi==2021.10.8", "--json"],
+        ["diff-bundles", "certifi==2020.6.20", "certifi==2021.10.8", "--json"],
+    ],
+    ids=["check-all", "check-json", "diff-bundles"],
+)
+def test_small_commands_need_no_pandas_boto3_or_moto(saved, args):
+    """Verifying, comparing and printing text or JSON cost little more than Python and cryptography."""
+    code = (
+        "import sys; from helpers import cli; code = cli.main(sys.argv[1:]); "
+        "heavy = sorted(m for m in ('pandas', 'boto3', 'moto', 'matplotlib', 'nbformat') "
+        "if m in sys.modules); "
+        "print('HEAVY', heavy, file=sys.stderr); sys.exit(code)"
+    )
+    command = [sys.executable, "-c", code, *(a.format(saved=saved) for a in args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode in (0, 1), done.stderr
+    assert "HEAVY []" in done.stderr, done.stderr
