@@ -27,3 +27,63 @@ def test_every_notebook_runs_and_exports_as_make_report_runs_them(tmp_path):
     assert all(run.output_html is not None and run.output_html.exists() for run in runs)
     assert not list(tmp_path.glob("*.kernel.log"))
     assert (tmp_path / "postmortem.md").exists()  # notebook 05 writes beside its executed copy
+
+
+INTERRUPTED = """
+import sys
+from pathlib import Path
+from helpers import runner
+try:
+    runner.run_all(sys.argv[2], notebooks_dir=Path(sys.argv[1]))
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_running_kernels(tmp_path):
+    """Kernels run in sessions of their own, so the terminal's Ctrl-C does not reach them: the runner
+    ends them itself, and no kernel outlives it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import nbformat
+
+    pid_file = tmp_path / "kernel.pid"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(
+            f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+        ),
+    ]
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "01-sleeps.ipynb")
+    runner_process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(tmp_path / "notebooks"), str(tmp_path / "out")]
+    )
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kernel_pid = int(pid_file.read_text())
+    runner_process.send_signal(signal.SIGINT)
+    assert runner_process.wait(timeout=30) == 130
+
+    def ended(pid: int) -> bool:  # gone, or a zombie no one has reaped yet (a container's init may not)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+    for _ in range(50):  # the kernel's process group was killed
+        if ended(kernel_pid):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"kernel {kernel_pid} outlived the interrupted runner")
