@@ -40,6 +40,7 @@ __all__ = [
     "release_changes",
     "removed_in",
     "root_presence",
+    "roots_matching",
     "style_changes",
     "style_presence",
     "system",
@@ -490,7 +491,7 @@ def history() -> pd.DataFrame:
     return _history().copy()
 
 
-def _matching(name_or_fingerprint: str) -> pd.DataFrame:
+def roots_matching(name_or_fingerprint: str) -> pd.DataFrame:
     """Distinct roots matching a fingerprint prefix, else an exact name, else a name substring."""
     roots = _roots_frame()
     needle = name_or_fingerprint.strip().lower().replace(":", "")
@@ -513,7 +514,7 @@ def _matching(name_or_fingerprint: str) -> pd.DataFrame:
 
 def root_presence(name_or_fingerprint: str) -> pd.DataFrame:
     """For every release x matching root: version, released, fingerprint_sha256, name, present."""
-    matches = _matching(name_or_fingerprint)[["fingerprint_sha256", "name"]]
+    matches = roots_matching(name_or_fingerprint)[["fingerprint_sha256", "name"]]
     releases = certifi_releases()[["version", "released"]]
     present = _history()[["version", "fingerprint_sha256"]].astype({"version": str}).assign(present=True)
     return (
@@ -559,8 +560,11 @@ def release_changes(version: str) -> Comparison:
     return compare(certifi(ordered[at - 1]), bundle)
 
 
-def timeline_plot(root: str = ROOT_AT_FAULT, *, ax=None, title: str | None = None):
-    """Roots per release over release dates, with the release that removed ``root`` marked.
+def timeline_plot(
+    root: str = ROOT_AT_FAULT, *, marks: dict[str, str] | None = None, ax=None, title: str | None = None
+):
+    """Roots per release over release dates, with the release that removed ``root`` marked in red and
+    each release of ``marks`` (version -> label, e.g. the incident's two) marked in grey.
 
     Returns the matplotlib Axes (``ax.figure`` is the Figure).
     """
@@ -575,7 +579,7 @@ def timeline_plot(root: str = ROOT_AT_FAULT, *, ax=None, title: str | None = Non
     if removal is not None:
         row = releases[releases["version"] == removal].iloc[0]
         ax.axvline(row["released"], color="tab:red", ls="--", lw=1)
-        label = f"certifi {removal} removes\n{_matching(root)['name'].iloc[0]}"
+        label = f"certifi {removal} removes\n{roots_matching(root)['name'].iloc[0]}"
         ax.annotate(
             label,
             xy=(row["released"], float(row["roots"])),
@@ -586,6 +590,17 @@ def timeline_plot(root: str = ROOT_AT_FAULT, *, ax=None, title: str | None = Non
             color="tab:red",
             fontsize=8,
             arrowprops={"arrowstyle": "->", "color": "tab:red"},
+        )
+    for version, label in (marks or {}).items():
+        row = releases[releases["version"] == certifi(version).version].iloc[0]
+        ax.axvline(row["released"], color="dimgray", ls=":", lw=1)
+        ax.annotate(
+            f"{label}\n{row['version']}",
+            xy=(row["released"], float(row["roots"])),
+            xytext=(4, -28),
+            textcoords="offset points",
+            fontsize=7,
+            color="dimgray",
         )
     ax.set_xlabel("release date (upload to the package index)")
     ax.set_ylabel("roots in cacert.pem")

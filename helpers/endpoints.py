@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from functools import cache
 from typing import TYPE_CHECKING
 
 from helpers import _aws
@@ -17,6 +18,7 @@ __all__ = [
     "ats_address",
     "ats_data_client",
     "check_region",
+    "iot_regions",
     "classify",
     "clear_cache",
     "describe",
@@ -33,10 +35,43 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$")
 
 
 def check_region(region: str) -> str:
-    """Return ``region`` if it is shaped like an AWS region name, else raise a one-line ValueError."""
+    """Return ``region`` if AWS IoT is offered there in the ``aws`` partition (botocore's own endpoint
+    data says), else raise a one-line InputError listing the regions to use. China and GovCloud
+    regions are refused up front: their endpoints and certificate authorities differ, and the kit's
+    lab and data are for the ``aws`` partition."""
     if not isinstance(region, str) or not _REGION.match(region):
         raise InputError(f"region={region!r} is not an AWS region name; use one like 'ap-northeast-2'")
+    regions = iot_regions()
+    if region not in regions:
+        partition = next((p for p, names in _other_partitions().items() if region in names), None)
+        why = (
+            f"is in the {partition} partition, which the kit does not cover"
+            if partition
+            else ("has no AWS IoT (botocore's endpoint data)")
+        )
+        raise InputError(f"region={region!r} {why}; use one of {', '.join(regions)}")
     return region
+
+
+@cache
+def iot_regions() -> list[str]:
+    """The regions of the ``aws`` partition where AWS IoT is offered, from botocore's endpoint data."""
+    import botocore.session
+
+    return botocore.session.get_session().get_available_regions("iot")
+
+
+@cache
+def _other_partitions() -> dict[str, list[str]]:
+    """IoT regions of the other partitions (aws-cn, aws-us-gov, ...), by partition."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    return {
+        p: session.get_available_regions("iot", partition_name=p)
+        for p in session.get_available_partitions()
+        if p != "aws"
+    }
 
 
 _ACCOUNT_PREFIX = re.compile(r"^[a-z0-9]{8,}(-ats)?$")

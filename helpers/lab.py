@@ -202,7 +202,9 @@ class Lab:
     def _require_running(self) -> None:
         """Raise a one-line LabError if the lab is stopped."""
         if not self.is_running:
-            raise LabError(f"{self.label} is stopped; call start() again or use 'with lab.running(...)'")
+            raise LabError(
+                f"{self.label} is stopped: start a new one (in a notebook: run it again from the top)"
+            )
 
     def start(self) -> Lab:
         """Start serving (no-op if already running); returns the lab."""
@@ -440,6 +442,14 @@ class _Env:
         ``.path()`` of it is a PEM file for boto3's ``verify=`` or ``AWS_CA_BUNDLE``.
         """
         raise NotImplementedError
+
+    def fetch_chain(self, host: str, port: int = 443, **options):
+        """``chains.fetch_chain`` while this environment is in use (LabError once a lab has stopped, so a
+        re-run cell never reaches the real host by mistake)."""
+        from helpers import chains
+
+        self._check()
+        return chains.fetch_chain(host, port, **options)
 
     def checked_hosts(self) -> list[str]:
         """The hosts a check covers by default: the legacy, ATS and account ATS data endpoints."""

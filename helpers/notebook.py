@@ -1,4 +1,5 @@
-"""What the notebooks share: their parameter checks, the versions line, and expected failures.
+"""What the notebooks share: parameter checks, the versions line, the environment, caught failures and
+exercise self-checks.
 
 ``check_parameters(mode=mode, region=region, ...)`` checks each parameter by its name and returns the
 cleaned values (a single host becomes a list, "false" becomes False, paths are made absolute); a bad
@@ -15,7 +16,17 @@ from types import SimpleNamespace
 
 from helpers.kinds import InputError
 
-__all__ = ["Caught", "check_parameters", "expect_error", "versions", "versions_line"]
+__all__ = [
+    "Caught",
+    "catch",
+    "check_answer",
+    "check_parameters",
+    "close_environment",
+    "open_environment",
+    "show_figure",
+    "versions",
+    "versions_line",
+]
 
 _THING = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 _STEM = re.compile(r"[A-Za-z0-9._-]{1,80}")
@@ -183,28 +194,87 @@ def versions_line() -> str:
 
 @dataclass
 class Caught:
-    """What an :func:`expect_error` block raised (``error`` is None if it raised nothing)."""
+    """What a :func:`catch` block raised (``error`` is None if it raised nothing)."""
 
+    label: str
     error: Exception | None = None
 
     @property
     def line(self) -> str:
-        """'SSLError: SSL validation failed ...' or 'no error'."""
+        """'SSLError: SSL validation failed ...', or 'no error'."""
         if self.error is None:
             return "no error"
         return " ".join(f"{type(self.error).__name__}: {self.error}".split())
 
 
 @contextmanager
-def expect_error() -> Iterator[Caught]:
-    """Run a block that is meant to fail: catch its exception, print it in one line, keep it.
+def catch(label: str) -> Iterator[Caught]:
+    """Run a block that may fail (the incident's code, a wrong fix): catch its exception, print
+    '<label>: <error in one line>' (or 'no error'), and keep it for the next cell to check.
 
-    The notebook goes on (under papermill, nbconvert, JupyterLab's Run All and ``make report``
-    alike), and the next cell checks ``caught.error``.
+    The notebook goes on either way, so papermill, nbconvert, JupyterLab's Run All and ``make report``
+    agree on what a run is.
     """
-    caught = Caught()
+    caught = Caught(label)
     try:
         yield caught
     except Exception as exc:  # the point of the block: shown, kept, checked by the next cell
         caught.error = exc
-    print(f"expected an error, got: {caught.line}")
+    print(f"{label}: {caught.line}")
+
+
+def check_answer(question: str, answer, *, expected, hint: str) -> bool | None:
+    """An exercise's self-check: print whether ``answer`` is right (a hint if not); None if unanswered."""
+    if answer in (None, ""):
+        print(f"{question}: write your prediction above, then run this cell")
+        return None
+    right = str(answer).strip().lower() == str(expected).strip().lower()
+    print(
+        f"{question}: {'right' if right else 'not quite'} ({answer!r}){'' if right else ' - hint: ' + hint}"
+    )
+    return right
+
+
+def show_figure(figure, *, alt: str) -> None:
+    """Display a matplotlib figure as a PNG with alt text (kept in the HTML report too), then close it."""
+    import base64
+    import html
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    tag = f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+    display(
+        {"text/html": tag, "image/png": png, "text/plain": alt},
+        raw=True,
+        metadata={"image/png": {"alt": alt}},
+    )
+
+
+_opened: list = []  # the ExitStack of the environment open_environment() entered in this kernel
+
+
+def open_environment(mode: str, *, region: str, thing_name: str, session=None):
+    """``lab.environment(mode, ...)``, entered for the rest of the notebook (its last cell calls
+    :func:`close_environment`). Running the cell again first closes the environment it opened before,
+    so a re-run never leaves a second lab behind."""
+    from contextlib import ExitStack
+
+    from helpers import lab
+
+    close_environment()
+    stack = ExitStack()
+    env = stack.enter_context(lab.environment(mode, region=region, thing_name=thing_name, session=session))
+    _opened.append(stack)
+    return env
+
+
+def close_environment() -> None:
+    """Close what :func:`open_environment` opened: stop the lab, restore names, credentials, variables."""
+    while _opened:
+        _opened.pop().close()

@@ -12,7 +12,7 @@ import pandas as pd
 from helpers._io import atomic_write_text
 from helpers.redaction import redact, redact_frame, redact_markdown
 
-__all__ = ["Postmortem", "Section", "frame_to_markdown"]
+__all__ = ["Postmortem", "Section", "default_report_dir", "frame_to_markdown"]
 
 # --- postmortem assembly ---------------------------------------------------------------------------
 
@@ -42,6 +42,7 @@ class Postmortem:
     title: str
     metadata: dict[str, str] = field(default_factory=dict)
     sections: list[Section] = field(default_factory=list)
+    banner: str = ""  # Markdown shown above everything (lab mode's "these are lab twins")
 
     @classmethod
     def skeleton(cls, title: str, **metadata: str) -> Postmortem:
@@ -59,6 +60,8 @@ class Postmortem:
     def to_markdown(self) -> str:
         """The whole report as Markdown (GitHub-flavoured tables), redacted."""
         lines = [f"# {self.title}", ""]
+        if self.banner:
+            lines += [f"> {self.banner}", ""]
         lines += [f"- **{key}**: {value}" for key, value in self.metadata.items()]
         for section in self.sections:
             lines += ["", f"## {section.title}", ""]
@@ -72,6 +75,8 @@ class Postmortem:
         """The whole report as a standalone HTML page, redacted."""
         markdown2html = _markdown_renderer()
         parts = [f"<h1>{_html.escape(self.title)}</h1>"]
+        if self.banner:
+            parts.append(f"<div class='banner'>{markdown2html(redact_markdown(self.banner))}</div>")
         if self.metadata:
             items = "".join(
                 f"<li><strong>{_html.escape(k)}</strong>: {_html.escape(str(v))}</li>"
@@ -133,7 +138,10 @@ _HTML_PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem;
        line-height: 1.45; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; display: block; overflow-x: auto;
+         max-width: 100%; }}
+td {{ overflow-wrap: anywhere; }}
+.banner {{ border: 2px solid #c00; background: #fff0f0; padding: 0 1rem; margin: 1rem 0; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }}
 th {{ background: #f4f4f4; }}
 code {{ background: #f4f4f4; padding: 0 0.2rem; }}
@@ -144,3 +152,13 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 </body>
 </html>
 """
+
+
+def default_report_dir() -> Path:
+    """Where a notebook writes its report when not told: its working folder (the output folder under
+    ``make report``), except the kit's own ``notebooks/`` (JupyterLab), which stays clean:
+    ``reports/jupyterlab/`` then."""
+    from helpers._paths import ROOT
+
+    here = Path.cwd().resolve()
+    return ROOT / "reports" / "jupyterlab" if here == (ROOT / "notebooks").resolve() else here

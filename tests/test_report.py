@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers import redaction, runner
+from helpers._paths import ROOT
 from helpers.redaction import redact, redact_markdown, redact_notebook_file
 from helpers.report import Postmortem
 
@@ -245,3 +246,52 @@ def test_redact_frame_masks_cells_columns_and_index():
     assert out.iloc[0, 0] == "arn:aws:iam::<account-id>:role/x"
     assert list(out.index) == ["<account-id>"]
     assert frame.iloc[0, 0].endswith("123456789012:role/x")  # the original is untouched
+
+
+@pytest.fixture(scope="module")
+def incident_check():
+    """The incident's upgrade, checked against the lab (what notebook 05 gathers its evidence from)."""
+    from helpers import incident, upgrade
+
+    return upgrade.run_check(
+        ROOT / incident.EXAMPLE_BEFORE, ROOT / incident.EXAMPLE_AFTER, mode="lab", runtime_botocore="1.23.1"
+    )
+
+
+def test_a_lab_postmortem_labels_every_certificate_table_and_opens_with_a_banner(incident_check, tmp_path):
+    import datetime as dt
+
+    from helpers import postmortem
+
+    evidence = postmortem.gather(incident_check, mode="lab", region="ap-northeast-2")
+    pm = postmortem.write(
+        evidence, title="t", incident_start=dt.date(2021, 12, 3), resolved=None, environment=pd.DataFrame()
+    )
+    tables = [b for s in pm.sections for b in s.blocks if isinstance(b, pd.DataFrame)]
+    certificate_tables = [t for t in tables if "fingerprint_sha256" in t]
+    assert len(certificate_tables) >= 3  # the roots removed, the chain, every fingerprint whole
+    assert all("lab_twin" in t for t in certificate_tables)
+    assert any(t["lab_twin"].any() for t in certificate_tables)  # the chain is the lab's
+    shown = [t for t in certificate_tables if t["fingerprint_sha256"].str.endswith("…").all()]
+    assert shown and all(t["fingerprint_sha256"].str.len().max() == 17 for t in shown)  # short in tables
+    paths = pm.export(tmp_path, "pm")
+    markdown, page = paths["markdown"].read_text(), paths["html"].read_text()
+    assert markdown.splitlines()[2].startswith("> **LAB MODE.**")
+    assert "LAB MODE." in page and "lab_twin" in page
+    assert "failed for none" not in markdown
+
+
+def test_a_postmortem_of_an_upgrade_that_breaks_nothing_says_so(tmp_path):
+    import datetime as dt
+
+    from helpers import incident, postmortem, upgrade
+
+    same = ROOT / incident.EXAMPLE_BEFORE
+    result = upgrade.run_check(same, same, mode="lab", runtime_botocore="1.23.1")
+    evidence = postmortem.gather(result, mode="lab", region="ap-northeast-2")
+    markdown = postmortem.write(
+        evidence, title="t", incident_start=dt.date(2021, 12, 3), resolved=None, environment=pd.DataFrame()
+    ).to_markdown()
+    assert "broke no endpoint that worked before" in markdown
+    assert "certifi unchanged at 2020.6.20" in markdown
+    assert "failed for" not in markdown and "→ 2020.6.20" not in markdown
