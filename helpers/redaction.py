@@ -54,7 +54,10 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<=:)\d{12}(?=:)"), "<account-id>"),
     (re.compile(r"(?<![A-Za-z0-9])(?<!\d\.)\d{12}(?![A-Za-z0-9])"), "<account-id>"),
     (re.compile(r"(?<![\w.-])\d{4}-\d{4}-\d{4}(?![\w-])"), "<account-id>"),
+    # Local home folders: someone's user name is not for a report.
+    (re.compile(r"(?<![\w.~-])/(home|Users)/(?!<user>)[^/\s'\"<>&]+"), r"/\1/<user>"),
 ]
+_HOME = os.path.expanduser("~").rstrip("/")
 
 
 def _mask_secret_run(match: re.Match[str]) -> str:
@@ -68,11 +71,14 @@ def redact(text: str, *, html: bool = False) -> str:
     """Mask access key ids, secrets, account ids and account-specific endpoint prefixes in ``text``.
 
     Placeholders: ``<access-key-id>``, ``<secret>``, ``<account-id>``, ``<prefix>`` (the endpoint's
-    shape is kept: ``<prefix>-ats.iot.ap-northeast-2.amazonaws.com``). ``html=True`` writes them as
+    shape is kept: ``<prefix>-ats.iot.ap-northeast-2.amazonaws.com``); this user's home folder becomes
+    ``~`` and anyone else's ``/home/<user>``. ``html=True`` writes them as
     entities (``&lt;secret&gt;``) for HTML; use :func:`redact_markdown` for Markdown.
     """
     if not text:
         return text
+    if len(_HOME) > 1:  # this user's own home, wherever it is (/root, /var/lib/x): '~'
+        text = re.sub(rf"(?<![\w.-]){re.escape(_HOME)}(?=/|\b)", "~", text)
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     text = _SECRET_RUN.sub(_mask_secret_run, text)
@@ -81,7 +87,7 @@ def redact(text: str, *, html: bool = False) -> str:
     return text
 
 
-_PLACEHOLDER = re.compile(r"<(access-key-id|secret|account-id|prefix)>")
+_PLACEHOLDER = re.compile(r"<(access-key-id|secret|account-id|prefix|user)>")
 _MD_CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.DOTALL)
 
 

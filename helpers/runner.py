@@ -198,8 +198,9 @@ _exporter = None
 def _export_html(ipynb: Path, executed=None) -> Path:
     """Render an executed notebook (``executed``, or read from ``ipynb``) to HTML beside ``ipynb``.
 
-    One exporter for the process, one export at a time: an exporter registers filters on itself
-    while converting (and the work holds the GIL anyway).
+    JupyterLab's template without the scripts it loads from a CDN (``helpers/templates/atskit``), so a
+    report opens offline. One exporter for the process, one export at a time: an exporter registers
+    filters on itself while converting (and the work holds the GIL anyway).
     """
     global _exporter
     import nbformat
@@ -208,7 +209,9 @@ def _export_html(ipynb: Path, executed=None) -> Path:
     if executed is None:
         executed = nbformat.read(ipynb, as_version=4)
     with _html_lock:
-        _exporter = _exporter or HTMLExporter()
+        _exporter = _exporter or HTMLExporter(
+            template_name="atskit", extra_template_basedirs=[str(Path(__file__).with_name("templates"))]
+        )
         body, _ = _exporter.from_notebook_node(executed)
     return atomic_write_text(ipynb.with_suffix(".html"), body)
 

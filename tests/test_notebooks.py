@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,10 @@ def test_every_notebook_runs_and_exports_as_make_report_runs_them(tmp_path):
     assert all(run.ok for run in runs), [run.line() for run in runs if not run.ok]
     assert all(run.output_html is not None and run.output_html.exists() for run in runs)
     assert not list(tmp_path.glob("*.kernel.log"))
+    for run in runs:  # reports open offline: nothing is loaded from the network
+        page = run.output_html.read_text()
+        assert not re.search(r"""(src|href)=["']https?://|import\s*\(?\s*["']https?://|from\s+["']https?://""", page)
+        assert "No description has been provided for this image" not in page  # figures carry alt text
     assert (tmp_path / "postmortem.md").exists()  # notebook 05 writes beside its executed copy
 
 

@@ -58,6 +58,8 @@ LEAKS = [
         "<account-id>",
     ),
     Leak("account-standalone", "Account: 210987654321.", "210987654321", "<account-id>"),
+    Leak("linux-home", "wrote /home/kim.lee/work/reports/postmortem.md", "kim.lee", "/home/<user>"),
+    Leak("mac-home", "CA bundle /Users/jdoe/.aws/ca.pem", "jdoe", "/Users/<user>"),
     Leak("account-after-underscore", "role name deploy_210987654321_prod", "210987654321", "<account-id>"),
     Leak("account-after-a-dot", "bucket logs.210987654321", "210987654321", "<account-id>"),
     Leak("account-dashed", "account 1234-5678-9012 in the console", "1234-5678-9012", "<account-id>"),
