@@ -22,9 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check helpers tests bench scripts
 	$(BIN)/python -m pytest -n auto
 
-## JupyterLab on notebooks/.
+## JupyterLab on notebooks/ (saved without outputs, so notebooks/ stays as committed; works as root too).
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab --allow-root --ServerApp.root_dir=notebooks \
+	    --FileContentsManager.pre_save_hook=helpers.notebook.strip_outputs_before_save
 
 ## Speed figures quoted in the README (run on demand).
 bench: $(STAMP)

@@ -24,6 +24,7 @@ __all__ = [
     "close_environment",
     "open_environment",
     "show_figure",
+    "strip_outputs_before_save",
     "versions",
     "versions_line",
 ]
@@ -254,6 +255,16 @@ def show_figure(figure, *, alt: str) -> None:
         raw=True,
         metadata={"image/png": {"alt": alt}},
     )
+
+
+def strip_outputs_before_save(model: dict, **_context) -> None:
+    """JupyterLab's pre-save hook for ``make lab``: a notebook is saved without outputs or execution
+    counts, so ``notebooks/`` stays as committed however much a trainee runs."""
+    if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+        return
+    for cell in model["content"].get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
 
 
 _opened: list = []  # the ExitStack of the environment open_environment() entered in this kernel

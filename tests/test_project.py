@@ -43,3 +43,22 @@ def test_notebook_is_committed_clean(path):
             assert cell.get("execution_count") is None, f"{path.name}: a cell has an execution count"
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+
+
+def test_jupyterlab_from_make_lab_saves_notebooks_without_outputs(tmp_path):
+    """`make lab` gives jupyter_server's contents manager the kit's pre-save hook: a notebook run in
+    JupyterLab is saved clean, so notebooks/ stays as committed."""
+    import re
+
+    import nbformat
+    from jupyter_server.services.contents.filemanager import FileContentsManager
+
+    hook = re.search(r"--FileContentsManager\.pre_save_hook=(\S+)", (ROOT / "Makefile").read_text()).group(1)
+    manager = FileContentsManager(root_dir=str(tmp_path), pre_save_hook=hook)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
+    nb.cells[0].execution_count = 1
+    manager.save({"type": "notebook", "format": "json", "content": nb}, "run.ipynb")
+    saved = nbformat.read(tmp_path / "run.ipynb", as_version=4)
+    assert saved.cells[0].outputs == [] and saved.cells[0].execution_count is None
+    assert "--allow-root" in (ROOT / "Makefile").read_text()
