@@ -95,3 +95,50 @@ def test_ctrl_c_ends_the_running_kernels(tmp_path):
         time.sleep(0.1)
     else:
         raise AssertionError(f"kernel {kernel_pid} outlived the interrupted runner")
+
+
+EXERCISE_ANSWERS = {  # docs/exercises.md: right answer, a wrong one
+    "01-reproduce-the-failure": ("works", "fails"),
+    "02-compare-certifi-releases": ("2020.12.5", "2021.10.8"),
+    "03-the-ats-fix": ("fails", "works"),
+    "04-upgrade-check": ("ats", "legacy-verisign"),
+    "05-postmortem": ("certifi", "botocore-vendored"),
+}
+
+
+@pytest.fixture(scope="module")
+def incident_check():
+    """What notebook 05's check cell reads: the incident's upgrade, checked against the lab."""
+    from helpers import incident, upgrade
+    from helpers._paths import ROOT
+
+    before, after = (ROOT / incident.EXAMPLE_BEFORE, ROOT / incident.EXAMPLE_AFTER)
+    return upgrade.run_check(before, after, mode="lab", runtime_botocore="1.23.1")
+
+
+@pytest.mark.parametrize("path", runner.notebook_paths(), ids=lambda p: p.stem)
+def test_each_exercise_check_says_right_wrong_or_unanswered(path, incident_check, capsys):
+    """Every notebook has an exercise whose check cell tells a right answer from a wrong one (with a
+    hint), and asks for a prediction when there is none; the answers match docs/exercises.md."""
+    import json
+    from contextlib import redirect_stdout
+    from io import StringIO
+
+    from helpers._paths import ROOT
+
+    right, wrong = EXERCISE_ANSWERS[path.stem]
+    assert f"`{right}`" in (ROOT / "docs" / "exercises.md").read_text()
+    cells = [
+        c for c in json.loads(path.read_text())["cells"] if "exercise-check" in c["metadata"].get("tags", [])
+    ]
+    assert len(cells) == 1, f"{path.stem}: one exercise-check cell"
+    source = "".join(cells[0]["source"])
+    variable = re.search(r"^(my_\w+) = ", source, re.M).group(1)
+    for answer, expected in ((right, "right"), (wrong, "not quite"), ("", "write your prediction")):
+        namespace = {"result": incident_check}
+        exec("from helpers import bundles, incident, notebook", namespace)
+        out = StringIO()
+        with redirect_stdout(out):
+            exec(source.replace(f'{variable} = ""', f"{variable} = {answer!r}", 1), namespace)
+        assert expected in out.getvalue(), (path.stem, answer, out.getvalue())
+        assert (expected != "not quite") or "hint:" in out.getvalue()
