@@ -26,7 +26,7 @@ from helpers._io import atomic_write_bytes
 from helpers.kinds import InputError, UnusableError
 from helpers.pki import CA, LeafCert, make_name
 
-LAB_OU = "ATS kit lab twin - not the real certificate"
+LAB_OU = _x509.LAB_TWIN_OU
 
 # Roots: the real certificate is looked up by its CN in real bundles (its full name, validity and key
 # type are copied from it). Intermediates are not in any root bundle; their public subject names are

@@ -20,6 +20,14 @@ _PEM_BLOCK = re.compile(
 )
 
 
+LAB_TWIN_OU = "ATS kit lab twin - not the real certificate"  # the OU every lab-made certificate carries
+
+
+def is_lab_twin_name(name: x509.Name) -> bool:
+    """True for a name carrying the lab-twin OU (a certificate the kit's lab made, or its issuer)."""
+    return any(a.value == LAB_TWIN_OU for a in name.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME))
+
+
 @dataclass(frozen=True)
 class Problem:
     """A certificate that was in a source but cannot be used, and why."""

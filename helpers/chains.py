@@ -318,15 +318,19 @@ def collect(
 ) -> dict[str, Chain]:
     """Every chain to check, by label: saved chain files, then live captures of ``endpoint_hosts``
     (HOST or HOST:PORT), each saved as ``HOST_PORT.pem`` in ``save_dir`` if given."""
-    collected = {}
+    collected: dict[str, Chain] = {}
+
+    def add(label: str, chain: Chain) -> None:  # the same endpoint twice (a file and a capture): keep both
+        collected[label if label not in collected else f"{label} #{len(collected) + 1}"] = chain
+
     for path in chain_files:
         chain = load_chain(Path(path))
         if not chain.hostname:
             raise InputError(f"{path}: the chain records no host; save it with atskit or add '# host: NAME'")
-        collected[chain.label] = chain
+        add(f"{chain.label} ({Path(path).name})", chain)
     for host, port in [parse_endpoint(h) for h in endpoint_hosts]:
         chain = fetch_chain(host, port, timeout=timeout)
-        collected[chain.label] = chain
+        add(chain.label, chain)
         if save_dir is not None:
             chain.save(Path(save_dir) / f"{host}_{port}.pem")
     return collected
@@ -496,16 +500,17 @@ def _diagnose(
             if trust.by_subject.get(_names(top)[1])
             else ""
         )
+        named, lacking = f"'{issuer}'", f"{label} does not contain"
+        if _x509.is_lab_twin_name(top.issuer):  # no real bundle holds a lab twin: say what would verify it
+            named, same_name = f"the kit's lab twin of '{issuer}'", ""
+            lacking = f"no real bundle contains ({label} neither: check a lab chain against lab trust views)"
         if len(path) == 1:
             message = (
-                f"The server did not send the intermediate '{issuer}' that issued its certificate, "
-                f"and {label} does not contain it{same_name}."
+                f"The server did not send the intermediate {named} that issued its certificate, "
+                f"and {lacking} it{same_name}."
             )
             return {"reason": Reason.MISSING_INTERMEDIATE, "message": message, "missing_issuer": issuer}
-        message = (
-            f"The chain ends at a certificate issued by '{issuer}', "
-            f"which {label} does not contain{same_name}."
-        )
+        message = f"The chain ends at a certificate issued by {named}, which {lacking}{same_name}."
         return {"reason": Reason.MISSING_ROOT, "message": message, "missing_issuer": issuer}
     if not _covers(chain.leaf, hostname):
         names = ", ".join(f"'{n}'" for n in _x509.subject_alt_names(chain.leaf)) or "no names"

@@ -95,7 +95,7 @@ def parse_at(text: str | None) -> dt.datetime | None:
         raise UsageError(f"bad --at {exc}") from None
 
 
-def load_bundles(spec: str) -> list:
+def load_bundles(spec: str, *, option: str = "--bundle") -> list:
     """--bundle: certifi==V | certifi==all | installed | botocore | system | PATH -> Bundles."""
     from helpers import bundles
 
@@ -108,13 +108,13 @@ def load_bundles(spec: str) -> list:
         if text in _NAMED_BUNDLES:
             return [getattr(bundles, _NAMED_BUNDLES[text])()]
         if Path(text).is_dir():
-            raise UsageError(f"--bundle {spec}: is a directory; pass the path of a PEM file")
+            raise UsageError(f"{option} {spec}: is a directory; pass the path of a PEM file")
         if Path(text).is_file():
             return [bundles.from_pem(text)]
     except (ValueError, OSError) as exc:
-        raise UsageError(f"--bundle {spec}: {exc}") from None
+        raise UsageError(f"{option} {spec}: {exc}") from None
     raise UsageError(
-        f"bad --bundle {spec!r}: use certifi==VERSION, certifi==all, installed, botocore, system, "
+        f"bad {option} {spec!r}: use certifi==VERSION, certifi==all, installed, botocore, system, "
         "or the path of a PEM file"
     )
 
@@ -190,8 +190,10 @@ def _json_value(value) -> str:
 
 def _text_table(rows: list[dict], columns: list[str]) -> str:
     """Rows as a plain text table for the terminal (no pandas needed)."""
-    cells = [[str(column) for column in columns]]
-    cells += [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
+    from helpers.redaction import redact
+
+    cells = [[str(column) for column in columns]]  # redacted before the widths are measured
+    cells += [["" if row.get(c) is None else redact(str(row.get(c))) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells
@@ -244,7 +246,7 @@ def _diff_bundles(args: argparse.Namespace) -> int:
     """Roots removed and added going from bundle A to bundle B."""
     from helpers import bundles
 
-    a, b = (_one_bundle(spec) for spec in (args.a, args.b))
+    a, b = (_one_bundle(spec, option) for spec, option in ((args.a, "A"), (args.b, "B")))
     comparison = bundles.compare(a, b)
     columns = ["change", "subject_cn", "subject_o", "not_after", "fingerprint_sha256"]
     changed = [{c: row[c] for c in columns} for row in comparison.changed()]
@@ -253,9 +255,9 @@ def _diff_bundles(args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_bundle(spec: str):
-    """A --bundle spec that must name exactly one bundle."""
-    found = load_bundles(spec)
+def _one_bundle(spec: str, option: str):
+    """A bundle spec that must name exactly one bundle."""
+    found = load_bundles(spec, option=option)
     if len(found) != 1:
         raise UsageError(f"{spec}: names {len(found)} bundles; give one (certifi==VERSION, installed, ...)")
     return found[0]

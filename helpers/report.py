@@ -156,9 +156,10 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 
 def default_report_dir() -> Path:
     """Where a notebook writes its report when not told: its working folder (the output folder under
-    ``make report``), except the kit's own ``notebooks/`` (JupyterLab), which stays clean:
-    ``reports/jupyterlab/`` then."""
+    ``make report``), except the kit's own folder and its ``notebooks/`` (JupyterLab, or papermill run
+    from the kit's root), which stay clean: ``reports/interactive/`` then, never ``make report``'s own."""
     from helpers._paths import ROOT
 
     here = Path.cwd().resolve()
-    return ROOT / "reports" / "jupyterlab" if here == (ROOT / "notebooks").resolve() else here
+    kept_clean = {ROOT.resolve(), (ROOT / "notebooks").resolve()}
+    return ROOT / "reports" / "interactive" if here in kept_clean else here

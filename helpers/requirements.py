@@ -307,6 +307,14 @@ def spec_path(path_or_pins: str, *, name: str = "spec") -> str:
     return str(candidate) if not Path(path_or_pins).exists() and candidate.exists() else path_or_pins
 
 
+def _shown(path: Path) -> str:
+    """A file's name for reports: relative to the kit's folder when inside it (no local paths)."""
+    from helpers._paths import ROOT
+
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
     """What a requirements file, lock file or inline specifier list would install.
 
@@ -324,7 +332,7 @@ def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
             f"{text}: no such requirements or lock file "
             "(pass a path, or inline pins like 'certifi==2021.10.8')"
         )
-    label = f"'{text.strip()}'" if inline else str(path)
+    label = f"'{text.strip()}'" if inline else _shown(path)
     if not inline:
         locked = read_lock(path)
         if locked is not None:

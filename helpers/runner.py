@@ -257,6 +257,10 @@ def run_all(
         return runs
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
+        import logging
+
+        for name in ("papermill", "nbclient", "traitlets"):  # the killed kernels' "Kernel died" lines
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         _KernelManager.kill_all()
         raise
     finally:

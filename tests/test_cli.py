@@ -104,7 +104,7 @@ BAD_INPUT = [
         "--endpoints-file /nonexistent/hosts.txt: no such file",
     ),
     (["check"], "no endpoints"),
-    (["diff-bundles", "certifi==2020.6.20", "/nonexistent.pem"], "bad --bundle '/nonexistent.pem'"),
+    (["diff-bundles", "certifi==2020.6.20", "/nonexistent.pem"], "bad B '/nonexistent.pem'"),
     (["history", "--root", "No Such Root CA"], "no root in any certifi release matches"),
     (
         ["upgrade-check", "--before", "/nonexistent/req.txt", "--after", "certifi==2021.10.8"],
