@@ -142,3 +142,24 @@ def test_each_exercise_check_says_right_wrong_or_unanswered(path, incident_check
             exec(source.replace(f'{variable} = ""', f"{variable} = {answer!r}", 1), namespace)
         assert expected in out.getvalue(), (path.stem, answer, out.getvalue())
         assert (expected != "not quite") or "hint:" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_the_readmes_papermill_command_exits_0_in_lab_mode_and_leaves_the_kit_clean(tmp_path):
+    """The README's papermill command (lab mode), run from the kit's root as a reader would: plain
+    papermill counts any error output as a failure, so this shows no cell leaves one."""
+    import subprocess
+    import sys
+
+    from helpers._paths import ROOT
+
+    def status() -> str:
+        command = ["git", "status", "--porcelain", "--untracked-files=all", "--", ".", ":!reports"]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True).stdout
+
+    before = status()
+    command = [str(Path(sys.executable).with_name("papermill")), "notebooks/01-reproduce-the-failure.ipynb",
+               str(tmp_path / "out.ipynb"), "-p", "mode", "lab", "-p", "region", "eu-west-1"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert status() == before

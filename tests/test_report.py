@@ -8,7 +8,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from helpers import redaction, runner
+from helpers import redaction, report, runner
 from helpers._paths import ROOT
 from helpers.redaction import redact, redact_markdown, redact_notebook_file
 from helpers.report import Postmortem
@@ -297,3 +297,14 @@ def test_a_postmortem_of_an_upgrade_that_breaks_nothing_says_so(tmp_path):
     assert "broke no endpoint that worked before" in markdown
     assert "certifi unchanged at 2020.6.20" in markdown
     assert "failed for" not in markdown and "→ 2020.6.20" not in markdown
+
+
+def test_a_notebook_run_from_the_kits_folders_reports_to_reports_interactive(tmp_path, monkeypatch):
+    """JupyterLab (kernel in notebooks/) and papermill run from the kit's root write the postmortem to
+    reports/interactive/, never into the kit's tracked folders nor over make report's own; elsewhere,
+    beside the run."""
+    for folder in (ROOT, ROOT / "notebooks"):
+        monkeypatch.chdir(folder)
+        assert report.default_report_dir() == ROOT / "reports" / "interactive"
+    monkeypatch.chdir(tmp_path)
+    assert report.default_report_dir() == tmp_path.resolve()
