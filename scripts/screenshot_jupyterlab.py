@@ -34,8 +34,13 @@ def _free_port() -> int:
 
 def _lab_command(port: int, token: str) -> list[str]:
     """`make lab`'s own command line (read from the Makefile), headless, on ``port``."""
-    recipe = re.search(r"^lab:.*\n\t(.+(?:\\\n\t.+)*)", (ROOT / "Makefile").read_text(), re.M).group(1)
-    args = recipe.replace("\\\n", " ").replace("$(BIN)/", f"{BIN}/").split()
+    lines = (ROOT / "Makefile").read_text().split("\nlab:", 1)[1].splitlines()[1:]
+    recipe = []
+    for line in lines:  # the recipe's first line and its backslash continuations
+        recipe.append(line.strip().removesuffix("\\"))
+        if not line.rstrip().endswith("\\"):
+            break
+    args = " ".join(recipe).replace("$(BIN)/", f"{BIN}/").split()
     return [*args, "--no-browser", f"--port={port}", f"--IdentityProvider.token={token}"]
 
 
@@ -61,8 +66,7 @@ def run_all(driver, url: str, timeout: float = 180) -> dict:
     driver.get(url)
     wait = WebDriverWait(driver, timeout)
     wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")))
-    wait.until(lambda d: "Idle" in d.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget, #jp-main-statusbar").text
-               or d.execute_script("return document.title").strip() != "")  # fmt: skip
+    wait.until(lambda d: "Idle" in d.find_element(By.CSS_SELECTOR, "#jp-main-statusbar").text)
     time.sleep(2)  # the kernel connects after the page renders
     started = time.monotonic()
     driver.find_element(By.XPATH, "//li[contains(@class,'lm-MenuBar-item')][.//div[text()='Run']]").click()
@@ -70,14 +74,44 @@ def run_all(driver, url: str, timeout: float = 180) -> dict:
 
     def finished(d) -> bool:
         prompts = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt")]
-        return bool(prompts) and not any("*" in p for p in prompts) and any(re.search(r"\d", p) for p in prompts)
+        return (
+            bool(prompts) and not any("*" in p for p in prompts) and any(re.search(r"\d", p) for p in prompts)
+        )
 
     time.sleep(1)
     wait.until(finished)
     seconds = time.monotonic() - started
-    errors = [e.text.splitlines()[0] for e in driver.find_elements(By.CSS_SELECTOR, "[data-mime-type='application/vnd.jupyter.stderr']") if e.text]
-    ran = sum(bool(re.search(r"\d", e.text)) for e in driver.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt"))
+    errors = [
+        e.text.splitlines()[0]
+        for e in driver.find_elements(By.CSS_SELECTOR, "[data-mime-type='application/vnd.jupyter.stderr']")
+        if e.text
+    ]
+    ran = sum(
+        bool(re.search(r"\d", e.text)) for e in driver.find_elements(By.CSS_SELECTOR, ".jp-InputPrompt")
+    )
     return {"seconds": seconds, "cells_ran": ran, "errors": errors}
+
+
+def _screenshots(driver, folder: Path, *, most: int = 12) -> list[Path]:
+    """Scroll the notebook from the top, a screen at a time, saving each screen as NN.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    panel = (  # the notebook's scrolling element, whatever JupyterLab's version calls it
+        "[...document.querySelectorAll('.jp-NotebookPanel *')]"
+        ".find(e => e.scrollHeight > e.clientHeight + 50 && getComputedStyle(e).overflowY !== 'visible')"
+    )
+    driver.execute_script(f"{panel}.scrollTop = 0")
+    shots = []
+    for number in range(most):
+        time.sleep(0.4)
+        shots.append(folder / f"{number:02d}.png")
+        driver.save_screenshot(str(shots[-1]))
+        at, height, total = driver.execute_script(
+            f"const p = {panel}; return [p.scrollTop, p.clientHeight, p.scrollHeight]"
+        )
+        if at + height >= total - 2:
+            break
+        driver.execute_script(f"{panel}.scrollTop = {at + height - 40}")
+    return shots
 
 
 def main() -> int:
@@ -89,7 +123,9 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     port, token = _free_port(), secrets.token_hex(16)
-    server = subprocess.Popen(_lab_command(port, token), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        _lab_command(port, token), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for _ in range(100):
             try:
@@ -101,19 +137,18 @@ def main() -> int:
         try:
             for name in names:
                 result = run_all(driver, f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}")
-                driver.set_window_size(1400, max(1000, driver.execute_script(
-                    "return document.querySelector('.jp-WindowedPanel-outer, .jp-Notebook').scrollHeight")))  # fmt: skip
-                shot = out / f"{Path(name).stem}.png"
-                driver.save_screenshot(str(shot))
+                shots = _screenshots(driver, out / Path(name).stem)
+                errors = result["errors"] or "none"
                 print(f"{name}: Run All {result['seconds']:.1f} s, {result['cells_ran']} cells ran, "
-                      f"errors shown: {result['errors'] or 'none'}; {shot}")  # fmt: skip
-                driver.set_window_size(1400, 1000)
+                      f"errors shown: {errors}; {len(shots)} screenshots in {shots[0].parent}")  # fmt: skip
         finally:
             driver.quit()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    dirty = subprocess.run(["git", "status", "--porcelain", "notebooks"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "notebooks"], cwd=ROOT, capture_output=True, text=True
+    )
     print("notebooks/ after the session:", dirty.stdout.strip() or "clean")
     return 0
 
