@@ -62,3 +62,36 @@ def test_jupyterlab_from_make_lab_saves_notebooks_without_outputs(tmp_path):
     saved = nbformat.read(tmp_path / "run.ipynb", as_version=4)
     assert saved.cells[0].outputs == [] and saved.cells[0].execution_count is None
     assert "--allow-root" in (ROOT / "Makefile").read_text()
+
+
+def test_the_glossarys_chain_diagram_is_the_labs_chains():
+    """docs/glossary.md draws the legacy and ATS chains in Mermaid; every arrow must be an 'issued by'
+    step of a chain the lab serves, and every step of those chains must be drawn."""
+    import re
+
+    from cryptography import x509
+
+    from helpers import lab
+    from helpers._x509 import display_name
+
+    text = (ROOT / "docs" / "glossary.md").read_text()
+    block = re.search(r"```mermaid\n(.*?)```", text, re.S).group(1)
+    labels = {
+        node: label.replace("&lt;region&gt;", "REGION")
+        for node, label in re.findall(r'(\w+)\["([^"]+)"\]', block)
+    }
+    drawn = {
+        (labels[a], labels[b])
+        for a, b in re.findall(r"(\w+)(?:\[[^\]]*\])?\s*(?:-->|-\.[^.]*\.->)\s*(\w+)", block)
+    }
+    served = set()
+    pki = lab.pki()
+    for chain_id in ("legacy", "ats-rsa", "ats-ecdsa"):
+        for pem in pki.served_chain_pems(chain_id, "ap-northeast-2"):
+            cert = x509.load_pem_x509_certificate(pem)
+            served.add(
+                tuple(
+                    display_name(n).replace("ap-northeast-2", "REGION") for n in (cert.subject, cert.issuer)
+                )
+            )
+    assert drawn == served
