@@ -469,3 +469,22 @@ def test_the_lab_pki_is_saved_0600_and_reused_by_a_new_process(tmp_path):
     assert json.loads(first.stdout) == json.loads(second.stdout)
     [saved] = (tmp_path / "cache" / "lab").glob("pki-*.json")
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_notebook_environment_reopens_cleanly_and_refuses_once_closed():
+    """Re-running a notebook's start cell closes the lab it started before; after the last cell closes
+    it, a cell that would capture a chain or call AWS refuses in one line instead of leaving the lab."""
+    from helpers import _lab_routing, notebook
+
+    first = notebook.open_environment("lab", region=REGION, thing_name="t1")
+    second = notebook.open_environment("lab", region=REGION, thing_name="t2")  # the start cell, run again
+    assert not first.lab.is_running and second.lab.is_running
+    assert len(_lab_routing.active_routes()) == 1
+    notebook.close_environment()
+    assert not second.lab.is_running and _lab_routing.active_routes() == []
+    for call in (
+        lambda: second.fetch_chain(second.endpoints["data_legacy"]),
+        lambda: second.botocore_env().__enter__(),
+    ):
+        with pytest.raises(lab.LabError, match="is stopped: start a new one"):
+            call()

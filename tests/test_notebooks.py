@@ -163,3 +163,17 @@ def test_the_readmes_papermill_command_exits_0_in_lab_mode_and_leaves_the_kit_cl
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert status() == before
+
+
+@pytest.mark.slow
+def test_notebook_01_says_what_happened_for_other_releases(tmp_path):
+    """With a 'failing' release that still carries VeriSign G5, nothing fails and the generated text
+    says so: the narrative follows the parameters."""
+    import nbformat
+
+    run = runner.execute(
+        runner.notebook_paths()[0], tmp_path, parameters={"failing_certifi": "2020.11.8"}, html=False
+    )
+    assert run.ok, run.error
+    text = nbformat.writes(nbformat.read(run.output_ipynb, as_version=4))
+    assert "with **2020.11.8** it **worked**" in text and "certifi 2020.11.8: no error" in text
