@@ -353,7 +353,7 @@ def test_start_and_stop_are_idempotent_and_a_stopped_lab_says_so():
     one.stop()
     one.stop()
     for use in (lambda: one.port, lambda: one.route().__enter__()):
-        with pytest.raises(lab.LabError, match="is stopped; call start"):
+        with pytest.raises(lab.LabError, match="is stopped: start a new one"):
             use()
     with lab.running(region=REGION) as env:
         env.lab.stop()
