@@ -391,6 +391,58 @@ def _upgrade_check(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _redact_files(args: argparse.Namespace) -> int:
+    """Mask secrets in text, Markdown, HTML or notebook files: to stdout, or in place with a backup."""
+    import shutil
+    import stat
+
+    from helpers import redaction
+    from helpers._io import atomic_write_text
+
+    outputs = []
+    for name in args.files:
+        path = Path(name)
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            raise UsageError(f"{name}: no such file") from None
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{name}: not a regular file; give text, Markdown, HTML or .ipynb files")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"{name}: not UTF-8 text; give text, Markdown, HTML or .ipynb files") from None
+        suffix = path.suffix.lower()
+        if suffix == ".ipynb":
+            import nbformat
+
+            try:
+                nb = nbformat.reads(text, as_version=4)
+            except Exception as exc:  # nbformat raises several kinds for a broken file
+                raise UsageError(f"{name}: not a readable notebook ({type(exc).__name__})") from None
+            redaction.redact_notebook(nb)
+            cleaned = nbformat.writes(nb)
+        elif suffix in (".html", ".htm"):
+            cleaned = redaction.redact(text, html=True)
+        elif suffix in (".md", ".markdown"):
+            cleaned = redaction.redact_markdown(text)
+        else:
+            cleaned = redaction.redact(text)
+        if args.in_place and cleaned != text:
+            shutil.copy2(path, path.with_name(path.name + ".bak"))
+            atomic_write_text(path, cleaned)
+        outputs.append(
+            {"file": name, "changed": cleaned != text, **({} if args.in_place else {"text": cleaned})}
+        )
+    if args.json:
+        print(json.dumps({"files": outputs}, indent=2))
+    elif args.in_place:
+        print("\n".join(f"{'redacted' if o['changed'] else 'unchanged'} {o['file']}" for o in outputs))
+    else:
+        sys.stdout.write("".join(o["text"] for o in outputs))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subparser per subcommand."""
     parser = _Parser(prog="atskit", description=__doc__)
@@ -409,6 +461,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_refresh_certifi)
     _add_subcommands(sub)
+    p = sub.add_parser(
+        "redact",
+        help="mask keys, tokens, account ids, endpoint prefixes and home folders in files before sharing",
+        epilog="example: atskit redact reports/postmortem.md --in-place",
+    )
+    p.add_argument(
+        "files", nargs="+", metavar="FILE", help="text, Markdown (.md), HTML (.html) or notebook (.ipynb)"
+    )
+    p.add_argument("--in-place", action="store_true", help="rewrite each file that changes, keeping FILE.bak")
+    p.add_argument("--json", action="store_true", help="print what changed (and the text) as JSON")
+    p.set_defaults(func=_redact_files)
     return parser
 
 

@@ -19,12 +19,19 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # Secrets and session tokens named as such: key = value, "Key": "value", KEY=value.
     (
         re.compile(
-            r"(?P<key>(?:aws_?)?secret_?access_?key|aws_?session_?token|session_?token|"
-            r"x-amz-security-token)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>[A-Za-z0-9/+=]{16,})",
+            r"(?P<key>(?:aws[_-]?)?secret[_-]?access[_-]?key|(?:aws[_-]?)?session[_-]?token|security[_-]?token|"
+            r"x-amz-security-token)(?P<sep>[\"']?\s*[:=]\s*[\"']?|\s+)(?P<value>(?!<)[A-Za-z0-9/+=%]{16,})",
             re.IGNORECASE,
         ),
         r"\g<key>\g<sep><secret>",
     ),
+    # STS session tokens wherever they stand (they start with these base64 runs).
+    (
+        re.compile(r"(?:IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)[A-Za-z0-9/+=%]{16,}"),  # distinctive anywhere
+        "<secret>",
+    ),
+    # Credentials in URLs: scheme://user:password@host.
+    (re.compile(r"(?<=://)[^/\s:@<>\"']+:[^/\s@<>\"']+@"), "<secret>@"),
     # AWS access key ids (long-term AKIA, temporary ASIA, and the other unique-id prefixes).
     (
         re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}(?![A-Z0-9])"),
@@ -52,6 +59,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     # 12-digit numbers (also joined by '_' or '.': role_123456789012; not decimals' fractions),
     # and the console's 1234-5678-9012 form.
     (re.compile(r"(?<=:)\d{12}(?=:)"), "<account-id>"),
+    (re.compile(r"(?<=%3[Aa])\d{12}(?=%3[Aa]|%2[Ff])"), "<account-id>"),  # URL-encoded ARNs
     (re.compile(r"(?<![A-Za-z0-9])(?<!\d\.)\d{12}(?![A-Za-z0-9])"), "<account-id>"),
     (re.compile(r"(?<![\w.-])\d{4}-\d{4}-\d{4}(?![\w-])"), "<account-id>"),
     # Local home folders: someone's user name is not for a report.
@@ -130,8 +138,9 @@ def _redact_tree(value):
 
 
 def redact_notebook(nb) -> int:
-    """Redact, in place, every source, text output and metadata string (papermill records the
-    parameters there) of a notebook node; return the cells changed."""
+    """Redact, in place, everything a notebook carries as text: sources, every output (text, tracebacks,
+    every MIME type but images, JSON trees included), output and cell metadata, attachments, and the
+    notebook's metadata (papermill records the parameters there); return the cells changed."""
     _redact_tree(nb.get("metadata", {}))
     changed = 0
     for cell in nb.get("cells", []):
@@ -139,6 +148,8 @@ def redact_notebook(nb) -> int:
         _redact_tree(cell.get("metadata", {}))
         how = redact_markdown if cell.get("cell_type") == "markdown" else redact
         cell["source"] = _redact_value(cell.get("source", ""), how)
+        for bundle in cell.get("attachments", {}).values():
+            _redact_data(bundle)
         for output in cell.get("outputs", []):
             if "text" in output:
                 output["text"] = _redact_value(output["text"])
@@ -146,12 +157,20 @@ def redact_notebook(nb) -> int:
                 output["traceback"] = [redact(line) for line in output["traceback"]]
             if "evalue" in output:
                 output["evalue"] = _redact_value(output["evalue"])
-            for mime, value in output.get("data", {}).items():
-                if mime in _SKIP_MIME:
-                    continue
-                output["data"][mime] = _redact_value(value, _HOW.get(mime, redact))
+            _redact_data(output.get("data", {}))
+            _redact_tree(output.get("metadata", {}))
         changed += repr(cell) != before
     return changed
+
+
+def _redact_data(data: dict) -> None:
+    """A MIME bundle redacted in place: text as its type needs, JSON as a tree; images left as they are."""
+    for mime, value in data.items():
+        if mime in _SKIP_MIME:
+            continue
+        data[mime] = (
+            _redact_tree(value) if isinstance(value, dict) else _redact_value(value, _HOW.get(mime, redact))
+        )
 
 
 def redact_notebook_file(path: str | os.PathLike) -> int:

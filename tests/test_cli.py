@@ -68,6 +68,7 @@ SUBCOMMANDS = [
     ["upgrade-check"],
     ["run-notebooks"],
     ["refresh-certifi"],
+    ["redact"],
 ]
 
 
@@ -442,3 +443,23 @@ def test_small_commands_need_no_pandas_boto3_or_moto(saved, args):
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode in (0, 1), done.stderr
     assert "HEAVY []" in done.stderr, done.stderr
+
+
+def test_redact_cleans_text_markdown_html_and_notebooks_before_sharing(tmp_path, capsys):
+    import nbformat
+
+    key, home = "AKIAIOSFODNN7EXAMPLE", "/home/alice/evidence"
+    note = tmp_path / "notes.md"
+    note.write_text(f"key {key} in `{home}`\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"print('{key}')")])
+    notebook = tmp_path / "run.ipynb"
+    nbformat.write(nb, notebook)
+    done = atskit_here(capsys, "redact", str(note))
+    assert done.returncode == 0 and key not in done.stdout and "&lt;access-key-id&gt;" in done.stdout
+    assert "`/home/<user>/evidence`" in done.stdout and note.read_text().count(key) == 1  # untouched
+    done = atskit_here(capsys, "redact", str(note), str(notebook), "--in-place", "--json")
+    assert [f["changed"] for f in json.loads(done.stdout)["files"]] == [True, True]
+    assert key not in note.read_text() + notebook.read_text()
+    assert key in (tmp_path / "notes.md.bak").read_text() and (tmp_path / "run.ipynb.bak").exists()
+    again = atskit_here(capsys, "redact", str(note), "--in-place")
+    assert again.stdout.strip() == f"unchanged {note}"

@@ -58,6 +58,43 @@ LEAKS = [
         "<account-id>",
     ),
     Leak("account-standalone", "Account: 210987654321.", "210987654321", "<account-id>"),
+    Leak(
+        "sts-token-standalone",
+        "token IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ end",
+        "IQoJb3JpZ2lu",
+        "<secret>",
+    ),
+    Leak("old-sts-token", "FwoGZXIvYXdzEBYaDHhBTEXAMPLEEXAMPLEtoken==", "FwoGZXIvYXdzEBYa", "<secret>"),
+    Leak(
+        "lower-case-secret",
+        "aws_secret_access_key=abcdefghijklmnopqrstuvwxyzabcdefghijklmn",
+        "abcdefghijklmnop",
+        "<secret>",
+    ),
+    Leak(
+        "cli-option",
+        "aws sts ... --session-token AQoDYXdzEPT//////////wEXAMPLEtc764 --x",
+        "AQoDYXdzEPT",
+        "<secret>",
+    ),
+    Leak(
+        "cli-secret-option",
+        "--secret-access-key wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY",
+        "wJalrXUtn",
+        "<secret>",
+    ),
+    Leak(
+        "url-credentials",
+        "index https://ci-bot:s3cr3t-p4ss@pypi.example.com/simple",
+        "s3cr3t-p4ss",
+        "<secret>@",
+    ),
+    Leak(
+        "url-encoded-arn",
+        "arn%3Aaws%3Aiot%3Aus-east-1%3A123456789012%3Athing%2Fx",
+        "123456789012",
+        "<account-id>",
+    ),
     Leak("linux-home", "wrote /home/kim.lee/work/reports/postmortem.md", "kim.lee", "/home/<user>"),
     Leak("mac-home", "CA bundle /Users/jdoe/.aws/ca.pem", "jdoe", "/Users/<user>"),
     Leak("account-after-underscore", "role name deploy_210987654321_prod", "210987654321", "<account-id>"),
@@ -121,6 +158,10 @@ KEPT = [
     "certifi 2020.12.5 released 2020-12-05; epoch 1606780800; 13 digits 1606780800000",
     "VeriSign Class 3 Public Primary Certification Authority - G5",
     "elapsed 0.123456789012 s",
+    "https://pypi.org/simple/certifi/ and http://127.0.0.1:8888/lab?token=x",
+    "the session token is <secret> and the key <access-key-id>",
+    "secret_access_key = <secret>",
+    "/home/<user>/reports and ~/.cache/atskit",
 ]
 
 
@@ -308,3 +349,30 @@ def test_a_notebook_run_from_the_kits_folders_reports_to_reports_interactive(tmp
         assert report.default_report_dir() == ROOT / "reports" / "interactive"
     monkeypatch.chdir(tmp_path)
     assert report.default_report_dir() == tmp_path.resolve()
+
+
+def test_redact_notebook_reaches_json_outputs_metadata_and_attachments():
+    key, account = "AKIAIOSFODNN7EXAMPLE", "123456789012"
+    nb = nbformat.v4.new_notebook(
+        metadata={"papermill": {"parameters": {"arn": f"arn:aws:iot:r:{account}:x"}}}
+    )
+    cell = nbformat.v4.new_markdown_cell(
+        "see attachment", attachments={"notes.txt": {"text/plain": f"key {key}"}}
+    )
+    code = nbformat.v4.new_code_cell("x")
+    code.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            {
+                "application/json": {"Credentials": {"AccessKeyId": key}, "Account": account},
+                "application/vnd.dataresource+json": {"data": [{"key": key}]},
+                "image/png": "iVBORw0KGgo=",
+            },
+            metadata={"source": f"account {account}"},
+        )
+    ]
+    nb.cells = [cell, code]
+    redaction.redact_notebook(nb)
+    text = nbformat.writes(nb)
+    assert key not in text and account not in text
+    assert "iVBORw0KGgo=" in text  # images are not text
