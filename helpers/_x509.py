@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 
 _PEM_BLOCK = re.compile(
-    rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----\s*(.*?)\s*-----END (?:TRUSTED )?CERTIFICATE-----", re.S
+    rb"-----BEGIN (TRUSTED )?CERTIFICATE-----\s*(.*?)\s*-----END (?:TRUSTED )?CERTIFICATE-----", re.S
 )
 
 
@@ -64,13 +64,25 @@ def pem_blocks(data: bytes) -> Iterator[tuple[str, bytes | None, bytes, str | No
     that decides a block's identity, for bundles and for data/certifi alike.
     """
     for match in _PEM_BLOCK.finditer(data):
-        body = match.group(1)
+        body = match.group(2)
         try:
             der = base64.b64decode(b"".join(body.split()), validate=True)
         except (binascii.Error, ValueError) as exc:
             yield hashlib.sha256(body).hexdigest(), None, body, str(exc)
             continue
+        if match.group(1):  # OpenSSL's TRUSTED CERTIFICATE: the certificate, then its trust settings
+            der = _first_der_element(der)
         yield der_fingerprint(der), der, body, None
+
+
+def _first_der_element(der: bytes) -> bytes:
+    """The first DER element of ``der`` (all of it if its length cannot be read)."""
+    if len(der) < 2 or der[0] != 0x30:
+        return der
+    if der[1] < 0x80:
+        return der[: 2 + der[1]]
+    count = der[1] & 0x7F
+    return der[: 2 + count + int.from_bytes(der[2 : 2 + count], "big")] if 0 < count <= 4 else der
 
 
 def pem_block_text(der: bytes | None, body: bytes) -> bytes:

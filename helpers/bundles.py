@@ -93,6 +93,19 @@ class Bundle:
             [vars(p) for p in self.problems], columns=["position", "fingerprint_sha256", "reason"]
         )
 
+    def not_authorities(self) -> list[str]:
+        """Names of the certificates that are not CAs (a server's certificate passed as a bundle
+        becomes a trust anchor all the same: usually a mistake)."""
+        names = []
+        for cert in self.certificates:
+            try:
+                is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            except (x509.ExtensionNotFound, ValueError):
+                is_ca = cert.subject == cert.issuer  # old roots carry no basicConstraints
+            if not is_ca:
+                names.append(_x509.display_name(cert.subject))
+        return names
+
     def find(self, name_or_fingerprint: str) -> list[x509.Certificate]:
         """Certificates whose fingerprint starts with, or whose subject contains, the given text."""
         needle = name_or_fingerprint.lower().replace(":", "")
@@ -145,6 +158,12 @@ def from_pem(
     parsed = _x509.parse_pem(data)
     if not parsed.certificates and not parsed.problems:
         raise InputError(f"{source}: no PEM CERTIFICATE blocks found; pass a CA bundle in PEM format")
+    if not parsed.certificates:  # a bundle that trusts nothing would fail every check: say why instead
+        first = parsed.problems[0]
+        raise InputError(
+            f"{source}: none of its {len(parsed.problems)} certificate blocks can be used "
+            f"(block {first.position + 1}: {first.reason}); pass a CA bundle in PEM format"
+        )
     return Bundle(
         name=name or (Path(source).name if source != "<bytes>" else "pem"),
         version=version,

@@ -164,6 +164,7 @@ def load_chain(path_or_pem: str | os.PathLike | bytes) -> Chain:
         if not path.is_file():
             raise MissingFileError(f"{path}: no such chain file; pass a PEM file saved by Chain.save()")
         text, source = path.read_text("utf-8", "replace"), str(path)
+    text = text.removeprefix("\ufeff")  # a byte-order mark would hide the '# host:' header
     parsed = _x509.parse_pem(text)
     if parsed.problems:
         problem = parsed.problems[0]

@@ -107,10 +107,14 @@ def load_bundles(spec: str, *, option: str = "--bundle") -> list:
             return [bundles.certifi(text.split("==", 1)[1])]
         if text in _NAMED_BUNDLES:
             return [getattr(bundles, _NAMED_BUNDLES[text])()]
-        if Path(text).is_dir():
-            raise UsageError(f"{option} {spec}: is a directory; pass the path of a PEM file")
-        if Path(text).is_file():
-            return [bundles.from_pem(text)]
+        if Path(text).exists():
+            _regular_file(text, option, "the path of a PEM file")
+            bundle = bundles.from_pem(text)
+            leaves = ", ".join(repr(name) for name in bundle.not_authorities())
+            if leaves:
+                warning = f"{option} {spec}: {leaves} is not a CA certificate, yet becomes a trust anchor"
+                print(f"atskit: warning: {warning}; is this a captured chain?", file=sys.stderr)
+            return [bundle]
     except (ValueError, OSError) as exc:
         raise UsageError(f"{option} {spec}: {exc}") from None
     raise UsageError(
@@ -124,10 +128,9 @@ _NAMED_BUNDLES = {"installed": "installed_certifi", "botocore": "botocore_vendor
 
 def read_endpoints_file(path: str) -> list[str]:
     """Endpoints from a file: one HOST[:PORT] a line; blank lines and '#' comments ignored."""
-    if Path(path).is_dir():
-        raise UsageError(f"--endpoints-file {path}: is a directory; pass a file with one HOST[:PORT] a line")
+    _regular_file(path, "--endpoints-file", "a file with one HOST[:PORT] a line")
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise UsageError(f"--endpoints-file {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -155,11 +158,38 @@ def _chain_files(args: argparse.Namespace) -> list[str]:
     """--chain-file paths, each an existing file."""
     paths = args.chain_file or []
     for path in paths:
-        if Path(path).is_dir():
-            raise UsageError(f"--chain-file {path}: is a directory; pass a PEM file saved by atskit")
-        if not Path(path).is_file():
-            raise UsageError(f"--chain-file {path}: no such file")
+        _regular_file(path, "--chain-file", "a PEM file saved by atskit")
     return paths
+
+
+def _regular_file(path: str, option: str, what: str) -> None:
+    """UsageError unless ``path`` is an existing regular file (a folder, FIFO or device would hang or
+    mislead); ``what`` says what to pass instead."""
+    import stat
+
+    if not str(path).strip():
+        raise UsageError(f"{option}: the path is empty; pass {what}")
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        raise UsageError(f"{option} {path or repr(path)}: no such file; pass {what}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{option} {path}: is a directory; pass {what}")
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{option} {path}: not a regular file (a pipe or device); pass {what}")
+
+
+def _seconds(text: str) -> float:
+    """--timeout / --duration: a finite number of seconds, more than 0 and at most a day."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds above 0 and at most 86400")
+    return value
 
 
 def _mode(args: argparse.Namespace, hosts: list[str]) -> str:
@@ -300,6 +330,7 @@ def _which_bundle(args: argparse.Namespace) -> int:
     from helpers import botocore_facts
 
     choice = botocore_facts.effective_ca_bundle()
+    works = choice.bundle is not None
     bundle = getattr(choice, "bundle", None)
     data = {
         "path": str(getattr(choice, "path", None)),
@@ -310,7 +341,7 @@ def _which_bundle(args: argparse.Namespace) -> int:
     }
     text = "\n".join(f"{k:7} {v}" for k, v in data.items() if v is not None)
     _emit(args, data, text)
-    return 0
+    return 0 if works else 1  # no usable bundle (or verification off): every TLS call is at risk
 
 
 def _lab_serve(args: argparse.Namespace) -> int:
@@ -352,7 +383,7 @@ def _lab_serve(args: argparse.Namespace) -> int:
         ]
         _emit(args, data, "\n".join(lines), redacted=False)
         sys.stdout.flush()
-        stop.wait(args.duration if args.duration else None)
+        stop.wait(args.duration)
     return 0
 
 
@@ -487,7 +518,7 @@ def _endpoint_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
     )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per live TLS capture (default 10)")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per live TLS capture (default 10)")
     p.add_argument(
         "--save-chains", metavar="DIR", help="also save each captured chain as HOST_PORT.pem in DIR"
     )
@@ -552,9 +583,7 @@ def _add_subcommands(sub) -> None:
         metavar="VERSION",
         help="print the trust view of this certifi release (default: the twin roots)",
     )
-    p.add_argument(
-        "--duration", type=float, default=0, help="stop after this many seconds (default: until Ctrl-C)"
-    )
+    p.add_argument("--duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print the lab's details as JSON")
     p.set_defaults(func=_lab_serve)
 

@@ -112,8 +112,10 @@ def parse_requirements(path: str | os.PathLike, *, _seen: set[Path] | None = Non
     if path.resolve() in seen:
         return Requirements()
     seen.add(path.resolve())
+    if path.exists() and not path.is_file():  # a folder, a pipe or a device: would hang or mislead
+        raise ResolutionError(f"{path}: not a regular file; pass a requirements file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ResolutionError(f"{path}: no such requirements file") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -327,6 +329,10 @@ def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
     inline = not path.exists() and _looks_inline(text)
     if path.is_dir():
         raise ResolutionError(f"{text}: is a directory; pass a requirements or lock file")
+    if path.exists() and not path.is_file():
+        raise ResolutionError(
+            f"{text}: not a regular file (a pipe or device); pass a requirements or lock file"
+        )
     if not inline and not path.is_file():
         raise ResolutionError(
             f"{text}: no such requirements or lock file "

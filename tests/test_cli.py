@@ -463,3 +463,85 @@ def test_redact_cleans_text_markdown_html_and_notebooks_before_sharing(tmp_path,
     assert key in (tmp_path / "notes.md.bak").read_text() and (tmp_path / "run.ipynb.bak").exists()
     again = atskit_here(capsys, "redact", str(note), "--in-place")
     assert again.stdout.strip() == f"unchanged {note}"
+
+
+@pytest.fixture
+def odd_files(tmp_path, saved):
+    """Inputs users really hand over by mistake: a pipe, a device, a bundle nothing in can be used, a
+    chain file saved with a byte-order mark, and a bundle in OpenSSL's TRUSTED CERTIFICATE format."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n")
+    bom = tmp_path / "bom.pem"
+    bom.write_bytes(b"\xef\xbb\xbf" + (saved / "data_legacy.pem").read_bytes())
+    trusted = tmp_path / "trusted.pem"
+    view = saved / "view-2020.6.20.pem"
+    done = subprocess.run(
+        ["openssl", "x509", "-in", str(view), "-addtrust", "serverAuth", "-out", str(trusted)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    trusted = trusted if done.returncode == 0 else None
+    return {"fifo": fifo, "garbage": garbage, "bom": bom, "trusted": trusted, "saved": saved}
+
+
+ODD_INPUT = [  # (arguments, the one line's text, exit code); {name} is a file of odd_files
+    (["check", "--endpoints-file", "{fifo}"], "not a regular file (a pipe or device)", 2),
+    (["check", "--chain-file", "{fifo}"], "not a regular file (a pipe or device)", 2),
+    (["check", "--lab", "--bundle", "{fifo}"], "not a regular file (a pipe or device)", 2),
+    (["check", "--chain-file", "/dev/zero"], "not a regular file (a pipe or device)", 2),
+    (["upgrade-check", "--before", "{fifo}", "--after", "certifi==2021.10.8"], "not a regular file", 2),
+    (["check", "--chain-file", ""], "the path is empty", 2),
+    (
+        ["check", "--chain-file", "{saved}/data_legacy.pem", "--bundle", "{garbage}"],
+        "none of its 1 certificate blocks can be used",
+        2,
+    ),
+    (["check", "--lab", "--timeout", "0"], "give seconds above 0", 2),
+    (["check", "--lab", "--timeout", "nan"], "give seconds above 0", 2),
+    (["check", "--lab", "--timeout", "inf"], "give seconds above 0", 2),
+    (["lab", "serve", "--duration", "-1"], "give seconds above 0", 2),
+    (["check", "--lab", "--at", "9999-12-31T23:59:59-05:00"], "out of range once converted to UTC", 2),
+    (["redact", "{fifo}"], "not a regular file", 2),
+]
+
+
+@pytest.mark.parametrize(
+    "args, text, code", ODD_INPUT, ids=lambda v: " ".join(v) if isinstance(v, list) else None
+)
+def test_odd_input_is_one_line_and_never_hangs(odd_files, args, text, code):
+    done = atskit(*(a.format(**odd_files) for a in args), timeout=60)
+    assert done.returncode == code, done.stderr
+    assert text in one_line_error(done)
+
+
+def test_a_bom_and_a_trusted_certificate_bundle_are_read(odd_files):
+    done = atskit(
+        "check",
+        "--chain-file",
+        str(odd_files["bom"]),
+        "--bundle",
+        str(odd_files["saved"] / "view-2020.6.20.pem"),
+    )
+    assert done.returncode == 0, done.stderr  # the '# host:' header under the BOM was read
+    if odd_files["trusted"] is None:
+        pytest.skip("this openssl cannot write TRUSTED CERTIFICATE")  # listed by name, as cryptography does
+    trusted = bundles.from_pem(odd_files["trusted"])
+    plain = bundles.from_pem(odd_files["saved"] / "view-2020.6.20.pem")
+    from cryptography.hazmat.primitives import hashes
+
+    first = plain.certificates[0].fingerprint(hashes.SHA256()).hex()  # openssl x509 reads the first
+    assert trusted.fingerprints == {first} and not trusted.problems
+
+
+def test_a_captured_chain_given_as_a_bundle_is_warned_about(saved):
+    chain_file = str(saved / "data_legacy.pem")
+    done = atskit("check", "--chain-file", chain_file, "--bundle", chain_file)
+    assert "is not a CA certificate, yet becomes a trust anchor" in done.stderr
+
+
+def test_which_bundle_fails_when_its_bundle_cannot_work():
+    done = atskit("which-bundle", env={"AWS_CA_BUNDLE": "/nonexistent/ca.pem"})
+    assert done.returncode == 1 and "botocore will fail every TLS connection" in done.stdout
