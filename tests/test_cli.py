@@ -151,7 +151,7 @@ def test_unparseable_requirements_exit_2(tmp_path, capsys):
     [
         (["no-such-command"], "invalid choice: 'no-such-command'"),
         (["upgrade-check", "--before", "x"], "required: --after (see 'atskit upgrade-check --help')"),
-        (["check", "--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
+        (["check", "--timeout", "soon"], "argument --timeout: 'soon' is not a number of seconds"),
         ([], "required: command (see 'atskit --help')"),
     ],
     ids=["unknown subcommand", "missing option", "bad option value", "no subcommand"],
