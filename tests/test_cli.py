@@ -390,24 +390,16 @@ def test_the_docs_workflow_runs_a_command_atskit_accepts():
 
 
 @pytest.mark.slow
-def test_run_notebooks_json_reports_each_notebook_in_order(tmp_path, monkeypatch, capsys):
+def test_run_notebooks_json_reports_each_notebook_in_order(tmp_path, monkeypatch, capsys, write_notebook):
     """A notebook that raises fails the run (as it fails plain papermill), and is still written and
     exported, with the error on one line; the others are unaffected; the order is the notebooks'."""
-    import nbformat
 
     from helpers import cli, runner
 
-    def notebook(name: str, code: str) -> Path:
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nb.cells = [
-            nbformat.v4.new_code_cell('mode: str = "lab"', metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell(code),
-        ]
-        nbformat.write(nb, tmp_path / name)
-        return tmp_path / name
-
-    paths = [notebook("01-fails.ipynb", "1 / 0"), notebook("02-works.ipynb", "print('done')")]
+    paths = [
+        write_notebook(tmp_path / "01-fails.ipynb", "1 / 0", parameters='mode: str = "lab"'),
+        write_notebook(tmp_path / "02-works.ipynb", "print('done')", parameters='mode: str = "lab"'),
+    ]
     monkeypatch.setattr(runner, "notebook_paths", lambda *_: paths)
     out = tmp_path / "out"
     assert cli.main(["run-notebooks", "--json", "--out", str(out)]) == 1

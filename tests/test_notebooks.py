@@ -49,7 +49,7 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.slow
-def test_ctrl_c_ends_the_running_kernels(tmp_path):
+def test_ctrl_c_ends_the_running_kernels(tmp_path, write_notebook):
     """Kernels run in sessions of their own, so the terminal's Ctrl-C does not reach them: the runner
     ends them itself, and no kernel outlives it."""
     import os
@@ -58,19 +58,11 @@ def test_ctrl_c_ends_the_running_kernels(tmp_path):
     import sys
     import time
 
-    import nbformat
-
     pid_file = tmp_path / "kernel.pid"
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-        ),
-    ]
-    (tmp_path / "notebooks").mkdir()
-    nbformat.write(nb, tmp_path / "notebooks" / "01-sleeps.ipynb")
+    write_notebook(
+        tmp_path / "notebooks" / "01-sleeps.ipynb",
+        f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)",
+    )
     runner_process = subprocess.Popen(
         [sys.executable, "-c", INTERRUPTED, str(tmp_path / "notebooks"), str(tmp_path / "out")]
     )

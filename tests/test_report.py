@@ -258,19 +258,13 @@ def test_redact_notebook_file_masks_sources_and_outputs(tmp_path):
     assert "&lt;prefix&gt;" in nb.cells[1].outputs[1].data["text/html"]
 
 
-def test_runner_redacts_executed_notebooks_and_their_html(tmp_path):
+def test_runner_redacts_executed_notebooks_and_their_html(tmp_path, write_notebook):
     lines = "\n".join(leak.text for leak in LEAKS)
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [
-        nbformat.v4.new_code_cell("parameters_ok = True", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            f"import pandas as pd\nprint({lines!r})\npd.DataFrame({{'x': {lines!r}.splitlines()}})"
-        ),
-    ]
-    source = tmp_path / "src" / "99-leaky.ipynb"
-    source.parent.mkdir()
-    nbformat.write(nb, source)
+    source = write_notebook(
+        tmp_path / "src" / "99-leaky.ipynb",
+        f"import pandas as pd\nprint({lines!r})\npd.DataFrame({{'x': {lines!r}.splitlines()}})",
+        parameters="parameters_ok = True",
+    )
     run = runner.execute(source, tmp_path / "out", html=True, parameters={"title": lines})
     assert run.ok, run.error
     for path in (run.output_ipynb, run.output_html):
