@@ -444,7 +444,7 @@ def certifi(version: str) -> Bundle:
         nearest = ", ".join(_nearest(wanted, usable)) if wanted else f"{usable[0]} ... {usable[-1]}"
         raise InputError(
             f"certifi {version!r} is not a release in data/certifi; nearest releases: {nearest} "
-            "(certifi_releases() lists all; run `python -m helpers refresh-certifi` for newer ones)"
+            "(`atskit history` lists them all; `atskit refresh-certifi` adds newer ones)"
         )
     raise InputError(
         f"certifi {wanted} has no roots to load ({status}); "

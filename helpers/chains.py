@@ -173,7 +173,7 @@ def load_chain(path_or_pem: str | os.PathLike | bytes) -> Chain:
             "pass the PEM exactly as captured"
         )
     if not parsed.certificates:
-        raise InputError(f"{source}: no PEM CERTIFICATE blocks found; pass a chain saved by Chain.save()")
+        raise InputError(f"{source}: no PEM CERTIFICATE blocks found; pass a chain saved by --save-chains")
     meta: dict[str, object] = {}
     notes: dict[str, str] = {}
     for line in text.split("-----BEGIN", 1)[0].splitlines():
@@ -408,16 +408,16 @@ def parse_time(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
             moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise InputError(
-                f"{value!r} is not a date: use YYYY-MM-DD or an ISO 8601 time like 2021-12-03T10:00:00Z"
+                "not a date: use YYYY-MM-DD or an ISO 8601 time like 2021-12-03T10:00:00Z"
             ) from None
     else:
-        raise InputError(f"{value!r} is not a date: give a datetime, a date or YYYY-MM-DD text")
+        raise InputError(f"not a date ({type(value).__name__}): give a datetime, a date or YYYY-MM-DD text")
     if moment is None:
         return None
     try:
         return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     except OverflowError:
-        raise InputError(f"{value!r} is out of range once converted to UTC; use a date before 9999") from None
+        raise InputError("out of range once converted to UTC; use a date before 9999") from None
 
 
 def _utc(at: dt.datetime | dt.date | str | None) -> dt.datetime:
@@ -502,9 +502,10 @@ def _diagnose(
             else ""
         )
         named, lacking = f"'{issuer}'", f"{label} does not contain"
-        if _x509.is_lab_twin_name(top.issuer):  # no real bundle holds a lab twin: say what would verify it
-            named, same_name = f"the kit's lab twin of '{issuer}'", ""
-            lacking = f"no real bundle contains ({label} neither: check a lab chain against lab trust views)"
+        if _x509.is_lab_twin_name(top.issuer):  # a lab chain: only lab trust views hold its twins
+            named = f"the kit's lab twin of '{issuer}'"
+            if not any(_x509.is_lab_twin_name(c.subject) for c in trust.certificates):
+                named, same_name = named + " (no real bundle has it: check a lab chain with --lab)", ""
         if len(path) == 1:
             message = (
                 f"The server did not send the intermediate {named} that issued its certificate, "

@@ -92,7 +92,7 @@ def parse_at(text: str | None) -> dt.datetime | None:
     try:
         return parse_time(text)
     except ValueError as exc:
-        raise UsageError(f"bad --at {exc}") from None
+        raise UsageError(f"bad --at {text!r}: {exc}") from None
 
 
 def load_bundles(spec: str, *, option: str = "--bundle") -> list:
@@ -231,11 +231,13 @@ def _text_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def _table(frame) -> str:
-    """A frame as plain text for the terminal."""
+    """A frame as plain text for the terminal, redacted before the columns are measured."""
     import pandas as pd
 
+    from helpers.redaction import redact_frame
+
     with pd.option_context("display.width", 200, "display.max_colwidth", 70, "display.max_rows", 500):
-        return frame.to_string(index=False)
+        return redact_frame(frame).to_string(index=False)
 
 
 def _records(frame) -> list[dict]:
@@ -278,7 +280,7 @@ def _diff_bundles(args: argparse.Namespace) -> int:
 
     a, b = (_one_bundle(spec, option) for spec, option in ((args.a, "A"), (args.b, "B")))
     comparison = bundles.compare(a, b)
-    columns = ["change", "subject_cn", "subject_o", "not_after", "fingerprint_sha256"]
+    columns = ["change", "name", "subject_o", "not_after", "fingerprint_sha256"]
     changed = [{c: row[c] for c in columns} for row in comparison.changed()]
     text = (_text_table(changed, columns) + "\n" if changed else "") + comparison.summary
     _emit(args, {"a": a.label, "b": b.label, "summary": comparison.summary, "changes": changed}, text)
@@ -478,11 +480,21 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line: one subparser per subcommand."""
     parser = _Parser(prog="atskit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run-notebooks", help="execute every notebook in lab mode into a folder")
+    p = sub.add_parser(
+        "run-notebooks",
+        help="execute every notebook in lab mode into a folder",
+        description="Execute every notebook in lab mode (offline) into --out as .ipynb and .html, side by "
+        "side; one status line per notebook; exit 1 if any fails.",
+    )
     p.add_argument("--out", default="reports", help="output folder (default: reports)")
     p.add_argument("--json", action="store_true", help="print the result as JSON (no per-notebook lines)")
     p.set_defaults(func=_run_notebooks)
-    p = sub.add_parser("refresh-certifi", help="rebuild data/certifi from the package index through pip")
+    p = sub.add_parser(
+        "refresh-certifi",
+        help="rebuild data/certifi from the package index through pip",
+        description="Extend data/certifi with the certifi releases your package index has (through pip, "
+        "with your pip settings); exit 1 if the index cannot be reached or a file cannot be checked.",
+    )
     p.add_argument(
         "--full", action="store_true", help="download every release again (default: only new ones)"
     )

@@ -82,6 +82,19 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key, not_before, not_
     )
 
 
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 class CA:
     """A certificate authority: a root (no ``parent``) or an intermediate under ``parent``."""
 
@@ -113,20 +126,7 @@ class CA:
                 self.name, parent.name if parent else self.name, self.key.public_key(), not_before, not_after
             )
             .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(_CA_KEY_USAGE, critical=True)
         )
         if parent:
             builder = builder.add_extension(
@@ -179,10 +179,12 @@ class CA:
         not_before: dt.datetime = DEFAULT_NOT_BEFORE,
         not_after: dt.datetime = DEFAULT_NOT_AFTER,
     ) -> x509.Certificate:
-        """A certificate for ``other``'s name and key, issued by this CA (a cross-signature)."""
+        """A certificate for ``other``'s name and key, issued by this CA (a cross-signature), with the
+        key usage of a CA certificate (as Starfield's real cross-signatures of Amazon's roots carry)."""
         return (
             _builder(other.name, self.name, other.key.public_key(), not_before, not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_CA_KEY_USAGE, critical=True)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
             )

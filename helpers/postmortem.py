@@ -215,9 +215,14 @@ def write(
 ) -> Postmortem:
     """The postmortem: summary, impact, timeline, root cause, fix, prevention, evidence (prose for the
     author to finish is in italics; everything is redacted on export)."""
+    from helpers.upgrade import DEFAULT_HOST_LABEL
+
     e, b, a = evidence, evidence.result.before, evidence.result.after
     move = _move(e)
-    broken = ", ".join(f"`{endpoint}`" for endpoint in e.broken)
+    named = [f"`{endpoint}`" for endpoint in e.broken if endpoint != DEFAULT_HOST_LABEL]
+    broken = ", ".join(named) or "botocore's default `iot-data` host"
+    if named and DEFAULT_HOST_LABEL in e.broken:
+        broken += " (also the host an `iot-data` client picks by default on the updated side)"
     pm = Postmortem.skeleton(
         title,
         incident_start=f"{incident_start:%Y-%m-%d}",
@@ -230,7 +235,7 @@ def write(
         pm.banner = LAB_BANNER
     if e.broken:
         summary = f"After a dependency update ({move}), TLS verification failed for {broken}. " + (
-            f"Their chain ends at **{e.missing_root}**, which certifi removed in {e.removed_in} "
+            f"The chain ends at **{e.missing_root}**, which certifi removed in {e.removed_in} "
             f"({e.removed_on}); botocore verifies with certifi's bundle whenever certifi is installed, "
             "so code that never changed broke."
             if e.missing_root
@@ -256,9 +261,9 @@ def write(
     root_cause = pm.section("Root cause")
     if b.bundle is not None and a.bundle is not None:
         root_cause.add(
-            f"The updated environment installs {move}. botocore loads `certifi.where()` when certifi is "
-            f"importable (else its vendored `cacert.pem`), so the trust store went from {b.bundle.label} "
-            f"to {a.bundle.label}."
+            f"The update ({move}) changed the trust store botocore loads from {b.bundle.label} to "
+            f"{a.bundle.label}: botocore loads `certifi.where()` whenever certifi is importable "
+            "(else its vendored `cacert.pem`)."
         )
     if e.missing_root:
         root_cause.add(

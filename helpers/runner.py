@@ -172,11 +172,19 @@ def _execute(
     if executed is not None:
         from helpers.redaction import redact_notebook
 
+        record = executed.metadata.get("papermill", {})  # where it ran: the kit's names, not this machine's
+        record.update(input_path=_kit_name(notebook), output_path=output_ipynb.name)
         redact_notebook(executed)  # reports never carry secrets: masked before anything is written
         error = redact(error) if error else None
         atomic_write_text(output_ipynb, nbformat.writes(executed))
     seconds = time.perf_counter() - started
     return NotebookRun(notebook.stem, error is None, seconds, output_ipynb, None, error), executed
+
+
+def _kit_name(path: Path) -> str:
+    """``notebooks/01-....ipynb`` for a notebook of the kit; the file's name for any other."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
 def _kernel_config(folder: Path, kernel_log: Path):

@@ -327,7 +327,7 @@ def test_diff_bundles_lists_g5_among_the_removed(capsys):
     expected = bundles.compare(bundles.certifi("2020.6.20"), bundles.certifi("2021.10.8")).frame()
     removed = {c["fingerprint_sha256"] for c in changes if c["change"] == "removed"}
     assert removed == set(expected.loc[expected["change"] == "removed", "fingerprint_sha256"])
-    assert any(c["subject_cn"] == G5 for c in changes if c["change"] == "removed")
+    assert any(c["name"] == G5 for c in changes if c["change"] == "removed")
 
 
 def test_history_root_says_which_release_removed_it(capsys):

@@ -488,3 +488,14 @@ def test_a_notebook_environment_reopens_cleanly_and_refuses_once_closed():
     ):
         with pytest.raises(lab.LabError, match="is stopped: start a new one"):
             call()
+
+
+def test_the_ats_chains_verify_against_every_releases_lab_view():
+    """Starfield Services Root G2 is in every certifi release and cross-signs Amazon Root CA 1 and 3,
+    so the lab's ATS chains verify everywhere, as the real ones do (the cross-signatures carry a CA's
+    key usage, as the real ones do)."""
+    with lab.running(region=REGION) as env:
+        for name in ("data_ats", "account_ats"):
+            chain = env.fetch_chain(env.endpoints[name])
+            frame = chains.across_certifi(chain, hostname=chain.hostname, trust=env.trust_view)
+            assert set(frame["reason"]) == {"ok"}, frame.loc[~frame["ok"], ["version", "message"]].head()
