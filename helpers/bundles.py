@@ -96,12 +96,16 @@ class Bundle:
     def not_authorities(self) -> list[str]:
         """Names of the certificates that are not CAs (a server's certificate passed as a bundle
         becomes a trust anchor all the same: usually a mistake)."""
+        import warnings
+
         names = []
         for cert in self.certificates:
-            try:
-                is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-            except (x509.ExtensionNotFound, ValueError):
-                is_ca = cert.subject == cert.issuer  # old roots carry no basicConstraints
+            with warnings.catch_warnings():  # what old roots warn about is recorded in ``warnings``
+                warnings.simplefilter("ignore")
+                try:
+                    is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+                except (x509.ExtensionNotFound, ValueError):
+                    is_ca = cert.subject == cert.issuer  # old roots carry no basicConstraints
             if not is_ca:
                 names.append(_x509.display_name(cert.subject))
         return names
