@@ -1,4 +1,4 @@
-"""Where the kit's embedded data lives."""
+"""Where the kit's embedded data lives: ``data/`` in a checkout, ``helpers/data`` inside a wheel."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from pathlib import Path
 
 from helpers.kinds import MissingFileError
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("ATSKIT_DATA", ROOT / "data"))
+ROOT = Path(__file__).resolve().parent.parent  # the kit's folder, in a checkout (an editable install)
+_PACKAGED = Path(__file__).resolve().parent / "data"  # where a wheel puts data/ (see pyproject.toml)
+DATA_DIR = Path(os.environ.get("ATSKIT_DATA") or (_PACKAGED if _PACKAGED.is_dir() else ROOT / "data"))
 
 
 def data_file(*parts: str) -> Path:
-    """Return a path under ``data/``; raise a clear error if the kit's data is not there."""
+    """Return a path under the kit's data; raise a clear error if it is not there."""
     path = DATA_DIR.joinpath(*parts)
     if not path.exists():
         raise MissingFileError(
-            f"{path}: the kit's embedded data is missing; install the kit editable from its "
-            "repository (pip install -e .) or set ATSKIT_DATA to the repository's data/ folder"
+            f"{path}: the kit's embedded data is missing; reinstall the kit (pip install ats-kit, or "
+            "pip install -e . in its repository) or set ATSKIT_DATA to a folder holding its data/"
         )
     return path

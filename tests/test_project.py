@@ -95,3 +95,49 @@ def test_the_glossarys_chain_diagram_is_the_labs_chains():
                 )
             )
     assert drawn == served
+
+
+@pytest.mark.slow
+def test_a_wheel_carries_the_data_and_its_command_works_from_anywhere(tmp_path):
+    """A non-editable install (what a CI job does with `pip install ats-kit @ git+...`) carries data/
+    inside the package: the command diffs certifi releases and runs the incident's upgrade check from
+    a folder far from the kit's checkout."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(wheels)]
+    built = subprocess.run(build, capture_output=True, text=True, timeout=600)
+    if (
+        built.returncode != 0
+        and "Could not find a version that satisfies the requirement setuptools" in built.stderr
+    ):
+        pytest.skip("no package index to fetch setuptools from for the build")  # offline without setuptools
+    assert built.returncode == 0, built.stderr[-2000:]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    (site / "kit-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # this venv's deps
+    python = venv / "bin" / "python"
+    wheel = next(wheels.glob("ats_kit-*.whl"))
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True, timeout=300
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ATSKIT_DATA"}
+
+    def atskit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(venv / "bin" / "atskit"), *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    where = subprocess.run([str(python), "-c", "import helpers._paths as p; print(p.DATA_DIR)"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert where.stdout.strip().startswith(str(site)), where.stdout
+    diff = atskit("diff-bundles", "certifi==2020.6.20", "certifi==2021.10.8")
+    assert diff.returncode == 0 and "21 removed, 14 added, 117 kept" in diff.stdout, diff.stderr
+    gate = atskit("upgrade-check", "--before", "certifi==2020.6.20 botocore==1.23.1",
+                  "--after", "certifi==2021.10.8 botocore==1.23.1", "--lab")  # fmt: skip
+    assert gate.returncode == 1 and "FAIL: the upgrade" in gate.stdout, gate.stderr
