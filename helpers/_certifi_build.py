@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -105,6 +106,7 @@ class BuildResult:
     reused: int
     without_roots: list[tuple[str, str]]  # (version, status) of releases with no usable cacert.pem
     changed: bool = True  # False when the data already said exactly this
+    dropped: list[str] = field(default_factory=list)  # releases removed (only with prune)
 
     def line(self) -> str:
         """One summary line."""
@@ -113,6 +115,7 @@ class BuildResult:
             f"{len(self.without_roots)} without), {self.distinct_blocks} distinct certificates; "
             f"{self.downloaded} downloaded, {self.reused} reused; "
             + (f"data written to {self.data_dir}" if self.changed else f"{self.data_dir} already up to date")
+            + (f"; dropped {len(self.dropped)} releases the index does not list" if self.dropped else "")
         )
 
     def as_dict(self) -> dict:
@@ -127,6 +130,7 @@ class BuildResult:
             "reused": self.reused,
             "changed": self.changed,
             "without_roots": [{"version": v, "status": s} for v, s in self.without_roots],
+            "dropped": self.dropped,
         }
 
 
@@ -185,6 +189,8 @@ def pip_settings(*, env: dict[str, str] | None = None) -> PipSettings:
         timeout = float(values.get("timeout", 60))
     except ValueError:
         timeout = 60.0
+    if str(values.get("no-index", "")).lower() in ("1", "true", "yes", "on"):
+        raise IndexUnreachable("pip is set to use no package index (PIP_NO_INDEX or no-index in pip.conf)")
     return PipSettings(
         index_url=(values.get("index-url") or DEFAULT_INDEX_URL).rstrip("/"),
         options=tuple(options),
@@ -194,11 +200,40 @@ def pip_settings(*, env: dict[str, str] | None = None) -> PipSettings:
     )
 
 
+_children: set[subprocess.Popen] = set()  # pip processes running now (ended if the build is interrupted)
+_children_lock = threading.Lock()
+_stopping = threading.Event()  # set when the build is interrupted: no new pip process starts
+
+
 def _pip(settings: PipSettings, *args: str) -> subprocess.CompletedProcess:
     """Run pip isolated from extra indexes/find-links/constraints, with the user's index and TLS settings."""
     command = [sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "--no-input"]
     command += [*args, "--index-url", settings.index_url, *settings.options]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
+    with _children_lock:
+        if _stopping.is_set():
+            raise BuildError("interrupted")
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _children.add(child)
+    try:
+        stdout, stderr = child.communicate()
+    finally:
+        with _children_lock:
+            _children.discard(child)
+    return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+
+def _end_children() -> None:
+    """Stop starting pip processes and end the running ones (an interrupted build)."""
+    with _children_lock:
+        _stopping.set()
+        children = list(_children)
+    for child in children:
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def _last_error_line(text: str) -> str:
@@ -450,11 +485,48 @@ def write_data(data_dir: Path, releases: list[Release], blocks: dict[str, bytes]
     changed = [name for name, text in texts.items() if not _same_text(data_dir / name, text)]
     if not changed and (data_dir / SOURCE_FILE).is_file():
         return False  # nothing new: leave every file (and its build time) as it is
-    for name in (ROOTS_FILE, MEMBERSHIP_FILE):  # releases.csv last: it names what the others hold
-        atomic_write_text(data_dir / name, texts[name])
-    atomic_write_text(data_dir / SOURCE_FILE, json.dumps(source, indent=2) + "\n")
-    atomic_write_text(data_dir / RELEASES_FILE, texts[RELEASES_FILE])
+    texts[SOURCE_FILE] = json.dumps(source, indent=2) + "\n"
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=data_dir.parent, prefix=f".{data_dir.name}-staging-"))
+    try:
+        for name, text in texts.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        _check_staged(staging, releases)
+        _swap_in(staging, data_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return True
+
+
+def _check_staged(staging: Path, releases: list[Release]) -> None:
+    """Re-read the staged set: every release with roots has its members, each in roots.pem, and the
+    digest recorded from its downloaded file (BuildError otherwise: nothing is swapped in)."""
+    roots = read_roots_text(staging)
+    members = read_membership(staging)
+    for row in read_releases(staging):
+        if row["status"] != "ok":
+            continue
+        fps = members.get(row["version"], [])
+        if (
+            not fps
+            or any(fp not in roots for fp in fps)
+            or fingerprints_digest(fps) != row["fingerprints_digest"]
+        ):
+            raise BuildError(f"certifi {row['version']}: the staged data does not rebuild its cacert.pem")
+    if len(read_releases(staging)) != len(releases):
+        raise BuildError("the staged releases.csv does not list every release")
+
+
+def _swap_in(staging: Path, data_dir: Path) -> None:
+    """Put the staged folder in ``data_dir``'s place (two renames; the old set is removed after)."""
+    old = data_dir.with_name(f".{data_dir.name}-old-{os.getpid()}")
+    if data_dir.exists():
+        for extra in data_dir.iterdir():  # anything the build does not write stays
+            if not (staging / extra.name).exists():
+                shutil.copy2(extra, staging / extra.name)
+        os.replace(data_dir, old)
+    os.replace(staging, data_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _same_text(path: Path, text: str) -> bool:
@@ -529,11 +601,14 @@ def build(
     workers: int = 4,
     settings: PipSettings | None = None,
     log: Callable[[str], None] | None = None,
+    prune: bool = False,
 ) -> BuildResult:
-    """Rebuild or extend data/certifi from the configured index (through pip); nothing written on error.
+    """Extend data/certifi from the configured index (through pip); nothing written on error.
 
     Releases whose file (same name, same index sha256) is already in the data are reused unless
     ``full``; every other release is downloaded with pip and checked against the index's sha256.
+    Releases the index does not list are kept unless ``prune`` (then the result names them). The
+    new data set is written to a staging folder, checked, and swapped in whole.
     """
     from tqdm.auto import tqdm
 
@@ -577,24 +652,35 @@ def build(
             to_fetch.append(item)
 
     bar = tqdm(total=len(to_fetch), desc="certifi releases", unit="release", disable=not progress)
+    _stopping.clear()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = {pool.submit(download, item, settings, cache_dir): item for item in to_fetch}
-            for future in as_completed(futures):
-                item = futures[future]
-                try:
-                    path, how = future.result()
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-                releases[normalize_version(item.version_on_index)] = _release_from_file(
-                    item, path, how, blocks
-                )
-                bar.update(1)
+        futures = {pool.submit(download, item, settings, cache_dir): item for item in to_fetch}
+        for future in as_completed(futures):
+            item = futures[future]
+            path, how = future.result()
+            releases[normalize_version(item.version_on_index)] = _release_from_file(item, path, how, blocks)
+            bar.update(1)
+    except BaseException:  # an error, Ctrl-C or SIGTERM: no new download, pip ended, the data untouched
+        pool.shutdown(wait=False, cancel_futures=True)
+        _end_children()
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
 
-    ordered = [releases[normalize_version(p.version_on_index)] for p in plan]
+    listed = {normalize_version(p.version_on_index) for p in plan}
+    kept = sorted((v for v in existing_meta if v not in listed), key=version_key)
+    if prune:
+        dropped = kept
+    else:  # a release the index no longer lists (a partial mirror, a yanked file) stays: data only grows
+        dropped = []
+        for version in kept:
+            fps = existing_members.get(version, [])
+            releases[version] = Release({k: existing_meta[version].get(k, "") for k in RELEASE_COLUMNS}, fps)
+            for fp in fps:
+                blocks[fp] = existing_blocks[fp]
+    ordered = sorted(releases.values(), key=lambda r: version_key(r.meta["version"]))
     import importlib.metadata as md
 
     source = {
@@ -619,6 +705,7 @@ def build(
         reused=sum(1 for p in plan if p.filename) - len(to_fetch),
         without_roots=without,
         changed=written,
+        dropped=dropped,
     )
 
 

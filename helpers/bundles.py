@@ -19,7 +19,7 @@ from helpers._io import atomic_write_bytes
 from helpers._paths import data_file
 from helpers._x509 import Problem
 from helpers.incident import ROOT_AT_FAULT
-from helpers.kinds import InputError, MissingFileError
+from helpers.kinds import InputError, MissingFileError, UnusableError
 
 if TYPE_CHECKING:  # pandas is imported where a table is built: loading and comparing roots need none
     import pandas as pd
@@ -463,12 +463,19 @@ def _certifi_bundle(version: str) -> Bundle:
 
 def _make_certifi_bundle(data: _CertifiData, version: str) -> Bundle:
     meta = next(row for row in data.releases if row["version"] == version)
+    members = data.members(version)
+    fix = "restore data/ (git checkout -- data) or run `atskit refresh-certifi --full`"
+    if not members:  # an interrupted or foreign write: never an empty trust store in its place
+        raise UnusableError(f"data/certifi is inconsistent: release {version} lists no certificates; {fix}")
     certificates, problems, warnings = [], [], {}
-    for position, fp in enumerate(data.members(version)):
+    for position, fp in enumerate(members):
         parsed = data.block(fp)
         if parsed.certificates:
             certificates.append(parsed.certificates[0])
             warnings.update(parsed.warnings)
+        elif fp not in data.offsets:
+            raise UnusableError(f"data/certifi is inconsistent: release {version} needs {fp[:16]}..., "
+                                f"which roots.pem lacks; {fix}")  # fmt: skip
         else:
             reason = parsed.problems[0].reason if parsed.problems else "not a certificate"
             problems.append(Problem(position, fp, reason))

@@ -61,12 +61,18 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 def _refresh_certifi(args: argparse.Namespace) -> int:
     """Rebuild or extend data/certifi from the package index through pip (exit 1 if it cannot)."""
     import json
+    import signal
     from pathlib import Path
 
     from helpers import _certifi_build
 
     if args.workers < 1:
         raise UsageError(f"--workers {args.workers}: give 1 or more")
+
+    def interrupted(*_):  # SIGTERM ends a refresh as Ctrl-C does: pip ended, the data left as it was
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         result = _certifi_build.build(
             data_dir=Path(args.data_dir) if args.data_dir else None,
@@ -74,6 +80,7 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
             full=args.full,
             progress=not args.json and sys.stderr.isatty(),
             workers=args.workers,
+            prune=args.prune,
         )
     except (_certifi_build.IndexUnreachable, _certifi_build.BuildError) as exc:
         print(f"atskit: error: {exc}; the embedded certifi data is unchanged", file=sys.stderr)
@@ -501,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="keep downloaded release files here (default: ~/.cache/atskit)")
     p.add_argument("--data-dir", help="write here instead of the kit's data/certifi")
     p.add_argument("--workers", type=int, default=4, help="parallel pip downloads (default: 4)")
+    p.add_argument(
+        "--prune", action="store_true", help="drop releases the index does not list (default: keep them)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_refresh_certifi)
     _add_subcommands(sub)

@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 
 from helpers import _certifi_build, _io, _paths, bundles, pki
 from helpers._paths import ROOT
+from helpers.kinds import UnusableError
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 GARBAGE_BLOCK = b"-----BEGIN CERTIFICATE-----\nthis is not base64 at all!\n-----END CERTIFICATE-----\n"
@@ -128,11 +130,13 @@ def index_files(ca_roots):
 
 
 def _index(ca_roots, files: dict[str, bytes], *, lie_about: str = ""):
-    """Serve ``files`` as a PEP 691 index, plus a version '0' that has no file."""
-    uploads = dict(
-        zip(files, ["2020-01-01T10:00:00Z", "2021-01-02T10:00:00Z", "2022-01-01T10:00:00Z"], strict=True)
-    )
-    page = _page(files, uploads, ["0", "2020.1.1", "2021.01.02", "2022.1.1"], lie_about=lie_about)
+    """Serve ``files`` as a PEP 691 index listing their versions, plus a version '0' that has no file."""
+    versions = {name: re.match(r"certifi-([0-9.]+?)(?:-py3|\.tar)", name).group(1) for name in files}
+    uploads = {
+        name: "{}-{:02d}-{:02d}T10:00:00Z".format(*map(int, version.split(".")))
+        for name, version in versions.items()
+    }
+    page = _page(files, uploads, ["0", *versions.values()], lie_about=lie_about)
     routes = {"/simple/certifi/": (JSON_TYPE, json.dumps(page).encode())}
     routes.update({f"/files/{n}": ("application/octet-stream", d) for n, d in files.items()})
     server, port = _serve(routes)
@@ -385,3 +389,90 @@ def test_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeypatc
         _io.atomic_write_text(target, "new contents\n")
     assert target.read_text() == "old contents\n"
     assert [p.name for p in tmp_path.iterdir()] == ["releases.csv"]  # no temp file left behind
+
+
+def _copy_of(data_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a built data folder to refresh (the module's build stays as it is)."""
+    import shutil
+
+    copy = tmp_path / "data" / "certifi"
+    shutil.copytree(data_dir, copy)
+    return copy
+
+
+def test_a_partial_index_keeps_every_release_and_changes_nothing(built, ca_roots, index_files, tmp_path):
+    """A mirror that lists only some releases extends nothing and drops nothing: byte-identical data."""
+    _, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    before = _snapshot(data)
+    partial = {n: d for n, d in index_files.items() if n.startswith("certifi-2020")}
+    server, index = _index(ca_roots, partial)
+    try:
+        result = _certifi_build.build(
+            data_dir=data, cache_dir=cache_dir, settings=index.settings(), progress=False
+        )
+    finally:
+        server.shutdown()
+    assert not result.changed and result.dropped == []
+    assert _snapshot(data) == before
+
+
+def test_prune_drops_what_the_index_does_not_list_and_says_so(built, ca_roots, index_files, tmp_path):
+    _, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    partial = {n: d for n, d in index_files.items() if n.startswith("certifi-2020")}
+    server, index = _index(ca_roots, partial)
+    try:
+        result = _certifi_build.build(
+            data_dir=data, cache_dir=cache_dir, settings=index.settings(), progress=False, prune=True
+        )
+    finally:
+        server.shutdown()
+    assert result.changed and result.dropped == ["2021.1.2", "2022.1.1"]
+    assert "dropped 2 releases" in result.line()
+    assert [r["version"] for r in _certifi_build.read_releases(data)] == ["0", "2020.1.1"]
+
+
+@pytest.mark.parametrize("stage", ["download", "check", "swap"])
+def test_a_refresh_interrupted_at_any_stage_leaves_the_data_as_it_was(
+    built, ca_roots, index_files, tmp_path, monkeypatch, stage
+):
+    """Ctrl-C (or SIGTERM, which the command turns into the same) while downloading, while checking the
+    staged set, or at the swap: the data is byte-identical, and no staging folder is left behind."""
+    _, _, data_dir, _ = built
+    data = _copy_of(data_dir, tmp_path)
+    before = _snapshot(data)
+
+    def interrupt(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    target = {"download": "download", "check": "_check_staged", "swap": "_swap_in"}[stage]
+    monkeypatch.setattr(_certifi_build, target, interrupt)
+    newer = {
+        "certifi-2023.1.1-py3-none-any.whl": _wheel("2023.1.1", {"certifi/cacert.pem": ca_roots[2].cert_pem})
+    }
+    server, index = _index(ca_roots, index_files | newer)  # a new release: the refresh has something to write
+    try:
+        with pytest.raises(KeyboardInterrupt):  # a fresh cache: every release must be fetched
+            _certifi_build.build(data_dir=data, cache_dir=tmp_path / "cache", settings=index.settings(),
+                                 progress=False, full=True)  # fmt: skip
+    finally:
+        server.shutdown()
+    assert _snapshot(data) == before
+    assert sorted(p.name for p in data.parent.iterdir()) == ["certifi"]  # no staging or old folder
+
+
+def test_pip_no_index_is_honoured():
+    with pytest.raises(_certifi_build.IndexUnreachable, match="no package index"):
+        _certifi_build.pip_settings(env={**os.environ, "PIP_NO_INDEX": "1"})
+
+
+def test_data_missing_a_release_s_members_is_an_error_not_an_empty_bundle(built, tmp_path, kit_data_at):
+    """A set left inconsistent (say, by a copy interrupted by hand) raises; it never trusts nothing."""
+    _, _, data_dir, _ = built
+    data = _copy_of(data_dir, tmp_path)
+    rows = (data / "membership.csv").read_text().splitlines()
+    (data / "membership.csv").write_text("\n".join(r for r in rows if not r.startswith("2020.1.1,")) + "\n")
+    kit_data_at(data.parent)
+    with pytest.raises(UnusableError, match="release 2020.1.1 lists no certificates"):
+        bundles.certifi("2020.1.1")
