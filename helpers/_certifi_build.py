@@ -612,6 +612,7 @@ def build(
     """
     from tqdm.auto import tqdm
 
+    _stopping.clear()  # a build after an interrupted one starts pip again
     data_dir = Path(data_dir) if data_dir else DATA_DIR / "certifi"
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     settings = settings or pip_settings()
@@ -652,7 +653,6 @@ def build(
             to_fetch.append(item)
 
     bar = tqdm(total=len(to_fetch), desc="certifi releases", unit="release", disable=not progress)
-    _stopping.clear()
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         futures = {pool.submit(download, item, settings, cache_dir): item for item in to_fetch}
