@@ -362,6 +362,8 @@ def download(release: ReleaseFile, settings: PipSettings, cache_dir: Path) -> tu
         )  # fmt: skip
         how = "pip download"
         fetched = out / release.filename
+        if _stopping.is_set():  # interrupted while pip ran: no fallback download either
+            raise BuildError("interrupted")
         if proc.returncode != 0 or not fetched.is_file():
             pip_error = _last_error_line(proc.stderr)
             if release.filename.endswith(".whl") or not release.url:

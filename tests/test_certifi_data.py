@@ -476,3 +476,93 @@ def test_data_missing_a_release_s_members_is_an_error_not_an_empty_bundle(built,
     kit_data_at(data.parent)
     with pytest.raises(UnusableError, match="release 2020.1.1 lists no certificates"):
         bundles.certifi("2020.1.1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT to the process", "SIGINT to its group"])
+def test_the_command_interrupted_mid_download_ends_pip_and_leaves_data_and_no_temp_folders(
+    built, ca_roots, index_files, tmp_path, how
+):
+    """A real refresh, stopped while pip downloads from a slow index: exit 130, no pip process left,
+    no download folder left, the data byte-identical."""
+    import signal
+    import time
+
+    _, _, data_dir, _ = built
+    data = _copy_of(data_dir, tmp_path)
+    before = _snapshot(data)
+    newer = {
+        "certifi-2023.1.1-py3-none-any.whl": _wheel("2023.1.1", {"certifi/cacert.pem": ca_roots[2].cert_pem})
+    }
+    files = index_files | newer
+    versions = {name: re.match(r"certifi-([0-9.]+?)(?:-py3|\.tar)", name).group(1) for name in files}
+    uploads = {
+        name: "{}-{:02d}-{:02d}T10:00:00Z".format(*map(int, v.split("."))) for name, v in versions.items()
+    }
+    page = json.dumps(_page(files, uploads, ["0", *versions.values()])).encode()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            if self.path.startswith("/files/"):
+                time.sleep(30)  # pip waits here while the test interrupts the command
+            body = page if self.path.startswith("/simple/certifi") else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", JSON_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cache = tmp_path / "fresh-cache"
+    env = {**os.environ, "PIP_INDEX_URL": f"http://127.0.0.1:{server.server_address[1]}/simple",
+           "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "", "PIP_RETRIES": "0"}  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "helpers",
+        "refresh-certifi",
+        "--data-dir",
+        str(data),
+        "--cache-dir",
+        str(cache),
+        "--full",
+    ]
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+
+    def pips() -> list[int]:  # pip processes downloading into this test's cache
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_text() if entry.name.isdigit() else ""
+                if "\x00pip\x00" in cmdline and "\x00download\x00" in cmdline and str(cache) in cmdline:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    try:
+        deadline = time.monotonic() + 60
+        while not pips() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pips(), "pip never started"
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        elif how == "SIGINT to the process":
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "atskit: interrupted"
+    time.sleep(0.5)
+    assert pips() == []
+    assert _snapshot(data) == before
+    assert not list(cache.glob(".download-*"))
