@@ -21,3 +21,9 @@ def data_file(*parts: str) -> Path:
             "pip install -e . in its repository) or set ATSKIT_DATA to a folder holding its data/"
         )
     return path
+
+
+def kit_path(path: str | os.PathLike) -> str:
+    """A path as reports show it: relative to the kit's folder when inside it, else the file's name."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else Path(path).name

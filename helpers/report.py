@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers._io import atomic_write_text
+from helpers._paths import kit_path
 from helpers.redaction import redact, redact_frame, redact_markdown
 
 __all__ = ["Postmortem", "Section", "default_report_dir", "frame_to_markdown", "kit_path"]
@@ -163,11 +164,3 @@ def default_report_dir() -> Path:
     here = Path.cwd().resolve()
     kept_clean = {ROOT.resolve(), (ROOT / "notebooks").resolve()}
     return ROOT / "reports" / "interactive" if here in kept_clean else here
-
-
-def kit_path(path: str | os.PathLike) -> str:
-    """A path as a report may show it: relative to the kit's folder when inside it, else its name."""
-    from helpers._paths import ROOT
-
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else Path(path).name

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers._paths import kit_path
 from helpers.kinds import InputError, KitError
 
 __all__ = [
@@ -309,14 +310,6 @@ def spec_path(path_or_pins: str, *, name: str = "spec") -> str:
     return str(candidate) if not Path(path_or_pins).exists() and candidate.exists() else path_or_pins
 
 
-def _shown(path: Path) -> str:
-    """A file's name for reports: relative to the kit's folder when inside it (no local paths)."""
-    from helpers._paths import ROOT
-
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
-
-
 def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
     """What a requirements file, lock file or inline specifier list would install.
 
@@ -338,7 +331,7 @@ def resolve(spec: str | os.PathLike, *, use_pip: bool = True) -> Environment:
             f"{text}: no such requirements or lock file "
             "(pass a path, or inline pins like 'certifi==2021.10.8')"
         )
-    label = f"'{text.strip()}'" if inline else _shown(path)
+    label = f"'{text.strip()}'" if inline else kit_path(path)
     if not inline:
         locked = read_lock(path)
         if locked is not None:

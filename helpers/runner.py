@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import signal
 import tempfile
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers._io import atomic_write_text
-from helpers._paths import ROOT
+from helpers._paths import ROOT, kit_path
 
 NOTEBOOKS_DIR = ROOT / "notebooks"
 
@@ -71,6 +72,7 @@ class _KernelManager:
     _live: weakref.WeakSet = weakref.WeakSet()
 
     @classmethod
+    @functools.cache
     def make(cls):
         """The manager class (made on first use: jupyter_client is imported only when notebooks run)."""
         from jupyter_client.manager import AsyncKernelManager
@@ -173,18 +175,12 @@ def _execute(
         from helpers.redaction import redact_notebook
 
         record = executed.metadata.get("papermill", {})  # where it ran: the kit's names, not this machine's
-        record.update(input_path=_kit_name(notebook), output_path=output_ipynb.name)
+        record.update(input_path=kit_path(notebook), output_path=output_ipynb.name)
         redact_notebook(executed)  # reports never carry secrets: masked before anything is written
         error = redact(error) if error else None
         atomic_write_text(output_ipynb, nbformat.writes(executed))
     seconds = time.perf_counter() - started
     return NotebookRun(notebook.stem, error is None, seconds, output_ipynb, None, error), executed
-
-
-def _kit_name(path: Path) -> str:
-    """``notebooks/01-....ipynb`` for a notebook of the kit; the file's name for any other."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
 
 
 def _kernel_config(folder: Path, kernel_log: Path):
