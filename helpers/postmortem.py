@@ -56,7 +56,10 @@ class Evidence:
 
 
 def _short(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with its fingerprints cut to :data:`FINGERPRINT_SHOWN` hex digits."""
+    """The frame as a table shows it: fingerprints cut to :data:`FINGERPRINT_SHOWN` hex digits, dates
+    without their time of day."""
+    if "not_after" in frame and not frame.empty:
+        frame = frame.assign(not_after=pd.to_datetime(frame["not_after"], utc=True).dt.date)
     if "fingerprint_sha256" not in frame:
         return frame
     return frame.assign(fingerprint_sha256=frame["fingerprint_sha256"].str[:FINGERPRINT_SHOWN] + "…")
