@@ -1,14 +1,16 @@
 """Process-local routing for the lab: ``*.amazonaws.com`` resolves to a lab; nothing else leaves the machine.
 
-While at least one route is active, ``socket.getaddrinfo`` is replaced in this process: AWS names go to
-the 127.0.0.1 port of the lab serving their region (the innermost lab if none does), loopback names
-resolve as usual, anything else is refused. An audit hook also refuses ``connect``/``sendto`` to any
-non-loopback address, so code that skips ``getaddrinfo`` cannot leave either. When the last route ends,
-the original ``socket.getaddrinfo`` object is put back.
+While a route is active, every name-resolution path Python offers is replaced in this process:
+``getaddrinfo``, ``gethostbyname`` and ``gethostbyname_ex`` of both ``socket`` and ``_socket``, and
+``connect``, ``connect_ex`` and ``sendto`` of ``socket.socket`` given a name. AWS names go to the lab's
+127.0.0.1 port, loopback names resolve as usual, anything else is refused in one line. An audit hook also
+refuses ``connect``/``sendto`` to any non-loopback address. When the route ends, every original is put
+back.
 """
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 import os
 import socket
@@ -34,7 +36,6 @@ class Route:
 
 _lock = threading.RLock()
 _routes: list[Route] = []
-_saved_getaddrinfo = socket.getaddrinfo  # what routing replaced (re-read when the first route starts)
 _hook_installed = False
 
 
@@ -65,10 +66,19 @@ def _route_for(host: str) -> Route | None:
 
 
 def _routed_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's own names
-    """``socket.getaddrinfo`` while routing: AWS names -> the lab, loopback as usual, the rest refused."""
+    """``getaddrinfo`` while routing: AWS names -> the lab, loopback as usual, the rest refused."""
     name = host.decode("idna") if isinstance(host, bytes) else host
-    if name is None or _is_loopback(name):
-        return _saved_getaddrinfo(host, port, family, type, proto, flags)
+    if name is None or not _is_name(name):
+        return _saved["_socket.getaddrinfo"](host, port, family, type, proto, flags)
+    _, lab_port = _lab_address(name)
+    if family not in (0, socket.AF_INET, socket.AF_UNSPEC):
+        raise socket.gaierror(socket.EAI_FAMILY, f"{name}: the lab listens on IPv4 127.0.0.1 only")
+    sock_type = type or socket.SOCK_STREAM
+    return [(socket.AF_INET, sock_type, proto or socket.IPPROTO_TCP, "", ("127.0.0.1", lab_port))]
+
+
+def _lab_address(name: str) -> tuple[str, int]:
+    """The lab's (127.0.0.1, port) for an AWS name; gaierror in one line for any other name."""
     route = _route_for(name) if name.lower().rstrip(".").endswith(AWS_SUFFIX) else None
     if route is None:
         raise socket.gaierror(
@@ -79,10 +89,73 @@ def _routed_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa
         raise socket.gaierror(
             socket.EAI_NONAME, f"{name}: {route.label} is stopped; start it again or leave its 'with' block"
         )
-    if family not in (0, socket.AF_INET, socket.AF_UNSPEC):
-        raise socket.gaierror(socket.EAI_FAMILY, f"{name}: the lab listens on IPv4 127.0.0.1 only")
-    sock_type = type or socket.SOCK_STREAM
-    return [(socket.AF_INET, sock_type, proto or socket.IPPROTO_TCP, "", ("127.0.0.1", route.port))]
+    return "127.0.0.1", route.port
+
+
+def _is_name(host) -> bool:
+    """A host name that needs resolving (not an IP literal, not loopback)."""
+    if not isinstance(host, str | bytes):
+        return False
+    name = host.decode("idna") if isinstance(host, bytes) else host
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+        return False
+    except ValueError:
+        return not _is_loopback(name)
+
+
+def _routed_gethostbyname(host):
+    """``gethostbyname`` while routing: AWS names -> 127.0.0.1 (the lab), loopback as usual, else refused."""
+    name = host.decode("idna") if isinstance(host, bytes) else host
+    return _lab_address(name)[0] if _is_name(name) else _saved["_socket.gethostbyname"](host)
+
+
+def _routed_gethostbyname_ex(host):
+    """``gethostbyname_ex`` while routing (see :func:`_routed_gethostbyname`)."""
+    name = host.decode("idna") if isinstance(host, bytes) else host
+    if not _is_name(name):
+        return _saved["_socket.gethostbyname_ex"](host)
+    return name, [], [_lab_address(name)[0]]
+
+
+def _routed_address(address):
+    """A socket address with an AWS name replaced by the lab's address (other names refused)."""
+    if isinstance(address, tuple) and address and _is_name(address[0]):
+        name = address[0].decode("idna") if isinstance(address[0], bytes) else address[0]
+        return _lab_address(name)
+    return address
+
+
+def _connect(self, address):
+    return _saved["socket.connect"](self, _routed_address(address))
+
+
+def _connect_ex(self, address):
+    return _saved["socket.connect_ex"](self, _routed_address(address))
+
+
+def _sendto(self, data, *flags_and_address):
+    *flags, address = flags_and_address
+    return _saved["socket.sendto"](self, data, *flags, _routed_address(address))
+
+
+# (module or class, attribute, replacement): every way Python resolves a name
+_PATCHES = (
+    (socket, "getaddrinfo", "_routed_getaddrinfo"),
+    (_socket, "getaddrinfo", "_routed_getaddrinfo"),
+    (socket, "gethostbyname", "_routed_gethostbyname"),
+    (_socket, "gethostbyname", "_routed_gethostbyname"),
+    (socket, "gethostbyname_ex", "_routed_gethostbyname_ex"),
+    (_socket, "gethostbyname_ex", "_routed_gethostbyname_ex"),
+    (socket.socket, "connect", "_connect"),
+    (socket.socket, "connect_ex", "_connect_ex"),
+    (socket.socket, "sendto", "_sendto"),
+)
+_saved: dict[str, object] = {}
+
+
+def _key(owner, attribute: str) -> str:
+    return f"{'socket' if owner in (socket, socket.socket) else '_socket'}.{attribute}"
 
 
 def _audit(event: str, args: tuple) -> None:
@@ -101,14 +174,16 @@ def _audit(event: str, args: tuple) -> None:
 @contextmanager
 def routed(route: Route) -> Iterator[Route]:
     """Route AWS names to ``route`` for the duration of the block (scopes may nest and overlap)."""
-    global _hook_installed, _saved_getaddrinfo
+    global _hook_installed
     with _lock:
         if not _hook_installed:
             sys.addaudithook(_audit)  # cannot be removed; inert while no route is active
             _hook_installed = True
         if not _routes:
-            _saved_getaddrinfo = socket.getaddrinfo
-            socket.getaddrinfo = _routed_getaddrinfo
+            for owner, attribute, _ in _PATCHES:
+                _saved[_key(owner, attribute)] = getattr(owner, attribute)
+            for owner, attribute, replacement in _PATCHES:
+                setattr(owner, attribute, globals()[replacement])
         _routes.append(route)
     try:
         yield route
@@ -116,7 +191,8 @@ def routed(route: Route) -> Iterator[Route]:
         with _lock:
             _routes.remove(route)
             if not _routes:
-                socket.getaddrinfo = _saved_getaddrinfo
+                for owner, attribute, _ in _PATCHES:
+                    setattr(owner, attribute, _saved[_key(owner, attribute)])
 
 
 def _set_environ(values: Mapping[str, str | None]) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import _aws, _lab_routing, bundles, endpoints
+from helpers import _aws, _cache, _lab_routing, bundles, endpoints
 from helpers._io import atomic_write_bytes
 from helpers._lab_twins import CHAINS, LAB_OU, LabPKI, is_lab_twin, pki, trust_view, twin_roots
 from helpers.incident import REGION, THING_NAME
@@ -158,6 +158,18 @@ def _listen(port: int) -> socket.socket:
     return listener
 
 
+_running: Lab | None = None  # the lab serving in this process, if any
+_running_lock = threading.Lock()
+
+
+def _release(lab: Lab) -> None:
+    """Forget ``lab`` as the running one."""
+    global _running
+    with _running_lock:
+        if _running is lab:
+            _running = None
+
+
 class Lab:
     """One lab server for one region: start/stop (both idempotent), routing, and what it has seen."""
 
@@ -207,15 +219,31 @@ class Lab:
             )
 
     def start(self) -> Lab:
-        """Start serving (no-op if already running); returns the lab."""
+        """Start serving (no-op if already running); returns the lab. LabError if another lab runs in
+        this process: one lab at a time keeps names, credentials and trust unambiguous."""
+        global _running
         with self._lock:
             if self._server is not None:
                 return self
-            server_class = _server_classes()
-            contexts = self._tls_contexts()
-            listener = _listen(self._requested_port)
+            with _running_lock:
+                if _running is not None and _running is not self and _running.is_running:
+                    raise LabError(
+                        f"{_running.label} is already running in this process: stop it first "
+                        "(leave its 'with' block, or run the notebook's last cell); one lab at a time"
+                    )
+                _running = self
+            try:
+                server_class = _server_classes()
+                contexts = self._tls_contexts()
+                listener = _listen(self._requested_port)
+            except BaseException:
+                _release(self)
+                raise
             try:
                 self._server = server_class(self, listener, contexts["ats"])
+            except BaseException:
+                _release(self)
+                raise
             finally:
                 listener.close()  # the server holds its own duplicate of the descriptor
             self._port = self._server.server_address[1]
@@ -234,6 +262,7 @@ class Lab:
                 return
             server.shutdown()
             server.server_close()
+            _release(self)
             for tls in list(server.open_sockets):
                 with suppress(OSError):
                     tls.shutdown(socket.SHUT_RDWR)
@@ -340,24 +369,35 @@ class Lab:
 
         return pd.DataFrame(list(self._requests), columns=["at", "server_name", "method", "path", "status"])
 
-    def aws_environ(self, trust: str | bundles.Bundle | None = None) -> dict[str, str | None]:
-        """Environment for the lab scope: fake credentials, region, trust view, no config file, no proxies."""
-        view = trust_view(trust) if trust is not None else _installed_view()
+    def cleared_environ(self) -> dict[str, str | None]:
+        """What the lab takes out of the environment for its scope (AWS settings, CA files, proxies),
+        so nothing of the caller's points elsewhere; it puts nothing of its own in: child processes
+        never inherit the lab's credentials or trust view."""
         values: dict[str, str | None] = {name: None for name in os.environ if name.startswith("AWS_")}
         values |= {name: None for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "MOTO_ACCOUNT_ID")}
-        values |= {name: None for name in os.environ if name.lower().endswith("_proxy")}
-        values |= {
-            "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CA_BUNDLE": str(view.path()),
-            "AWS_RETRY_MODE": "standard",  # the installed botocore's own default (3 attempts), pinned
-        }
-        return values
+        return values | {name: None for name in os.environ if name.lower().endswith("_proxy")}
+
+    def session(self, trust: str | bundles.Bundle | None = None):
+        """A boto3 Session for the lab: fake credentials, the lab's region, and a config file of its
+        own naming the trust view (default: the installed certifi's, what botocore would use here) and
+        botocore's standard retry mode. Its CA bundle ranks as a config file's: an ``AWS_CA_BUNDLE``
+        set on purpose (``botocore_env``) still wins, as in botocore's own order."""
+        import boto3
+        import botocore.session
+
+        view = trust_view(trust) if trust is not None else _installed_view()
+        config = _cache.private_dir("lab") / f"config-{self.region}-{view.path().stem[-16:]}"
+        text = f"[default]\nregion = {self.region}\nca_bundle = {view.path()}\nretry_mode = standard\n"
+        if not (config.is_file() and config.read_text() == text):
+            atomic_write_bytes(config, text.encode(), mode=0o600)
+        core = botocore.session.Session()
+        core.set_config_variable("config_file", str(config))
+        core.set_config_variable("credentials_file", os.devnull)
+        return boto3.session.Session(
+            aws_access_key_id=FAKE_ACCESS_KEY_ID,
+            aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
+            botocore_session=core,
+        )
 
     def prepare(self, thing_name: str = THING_NAME, *, session=None) -> LabEnv:
         """Create ``thing_name`` and look up the account endpoints through the lab (routing must be on).
@@ -607,12 +647,11 @@ def running(
     lab = Lab(region, port=port).start()
     saved_session = boto3.DEFAULT_SESSION
     try:
-        with lab.route(), _lab_routing.environ(lab.aws_environ(certifi)):
-            boto3.DEFAULT_SESSION = None
+        with lab.route(), _lab_routing.environ(lab.cleared_environ()):
+            # boto3's default session is the lab's (fake keys, region, trust view): unchanged code such as
+            # boto3.client("iot-data") uses it; the setup calls use it too, so its models load once
+            boto3.DEFAULT_SESSION = lab.session(certifi)
             try:
-                # a fresh default session, made here from the lab's environment (fake keys, region) and
-                # used for the setup calls too, so the caller's first clients reuse its loaded models
-                boto3.setup_default_session()
                 yield lab.prepare(thing_name, session=boto3.DEFAULT_SESSION)
             finally:
                 boto3.DEFAULT_SESSION = saved_session

@@ -425,7 +425,7 @@ def test_ats_address_is_cached_per_session_and_region(lab_env):
     first = endpoints.ats_data_client().meta.endpoint_url
     second = endpoints.ats_data_client(region="ap-northeast-2").meta.endpoint_url
     assert first == second and _describe_calls(lab_env) == before + 1
-    other = boto3.session.Session()
+    other = lab_env.lab.session()  # another session, with the lab's keys and trust (not in the environment)
     endpoints.ats_data_client(other)  # another session asks again (moto gives it a new prefix)
     assert _describe_calls(lab_env) == before + 2
     endpoints.clear_cache()

@@ -221,13 +221,28 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_each_chain_verifies_exactly_where_its_real_roots_are(case):
+@pytest.fixture(scope="class")
+def handshake_lab():
+    """One started lab for the handshake table (no routing needed: it connects to 127.0.0.1 directly);
+    stopped right after the table, since one lab runs at a time."""
+    started = lab.Lab(REGION).start()
+    yield started
+    started.stop()
+
+
+class TestHandshakes:
+    """The handshake table, on one lab started for it (a class: the lab stops when the table ends)."""
+
+    @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+    def test_each_chain_verifies_exactly_where_its_real_roots_are(self, case, handshake_lab):
+        _each_chain_verifies(case, handshake_lab)
+
+
+def _each_chain_verifies(case, lab_for_case) -> None:
     real = bundles.certifi(case.release)
     if case.drop:
         real = without(real, case.drop)
     expected = any(has_root(real, cn) for cn in _DECIDING_ROOTS[case.chain])
-    lab_for_case = _shared_lab()
     host = (
         f"data.iot.{REGION}.amazonaws.com"
         if case.chain == "legacy"
@@ -235,23 +250,6 @@ def test_each_chain_verifies_exactly_where_its_real_roots_are(case):
     )
     ca_file = str(lab.trust_view(real).path())
     assert tls_verdict(lab_for_case.port, host, ca_file, cipher=case.cipher) == expected
-
-
-_labs: list[lab.Lab] = []
-
-
-def _shared_lab() -> lab.Lab:
-    """One started lab for the handshake table (no routing needed: it connects to 127.0.0.1 directly)."""
-    if not _labs:
-        _labs.append(lab.Lab(REGION).start())
-    return _labs[0]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _stop_shared_lab():
-    yield
-    for started in _labs:
-        started.stop()
 
 
 # --- twins ------------------------------------------------------------------------------------------
@@ -307,7 +305,10 @@ def test_routing_and_environment_are_restored_after_exit():
             socket.getaddrinfo("pypi.org", 443)
         with pytest.raises(PermissionError, match="blocked"), socket.socket() as sock:
             sock.connect(("192.0.2.1", 443))  # TEST-NET-1: an address off this machine
-        assert os.environ["AWS_ACCESS_KEY_ID"] == lab.FAKE_ACCESS_KEY_ID
+        assert (
+            "AWS_ACCESS_KEY_ID" not in os.environ
+        )  # the lab's keys are its session's, not the environment's
+        assert boto3.DEFAULT_SESSION.get_credentials().access_key == lab.FAKE_ACCESS_KEY_ID
         raise RuntimeError("boom")
     assert socket.getaddrinfo is original
     assert socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM) == before
@@ -318,19 +319,68 @@ def test_routing_and_environment_are_restored_after_exit():
         pass
 
 
-def test_two_labs_run_at_once_and_each_region_reaches_its_own():
-    original = socket.getaddrinfo
-    with lab.running(region=REGION) as seoul, lab.running(region="us-east-1", thing_name="other") as virginia:
-        assert seoul.port != virginia.port
-        for env, region in ((seoul, REGION), (virginia, "us-east-1")):
-            iot = boto3.client("iot", region_name=region, verify=str(env.trust_view("2021.10.8").path()))
-            names = {t["thingName"] for t in iot.list_things()["things"]}
-            assert names == {env.thing_name}  # moto state is per lab
-        with lab.running(region=REGION, thing_name="inner") as inner:  # same region: the innermost wins
-            assert socket.getaddrinfo(f"iot.{REGION}.amazonaws.com", 443)[0][4][1] == inner.port
-        assert socket.getaddrinfo(f"iot.{REGION}.amazonaws.com", 443)[0][4][1] == seoul.port
+def test_one_lab_at_a_time_and_one_after_another():
+    """A second lab while one runs is refused in one line (names, credentials and trust stay unambiguous);
+    once the first stops, another starts, in any region."""
+    with lab.running(region=REGION) as first:
+        with pytest.raises(lab.LabError, match="is already running in this process: stop it first"):
+            lab.Lab("us-east-1").start()
+        with pytest.raises(lab.LabError, match="one lab at a time"), lab.running(region="us-east-1"):
+            pass
+        assert first.lab.is_running
+    with lab.running(region="us-east-1", thing_name="other") as virginia:
+        iot = boto3.client("iot")
+        assert {t["thingName"] for t in iot.list_things()["things"]} == {"other"}  # moto state is per lab
         assert socket.getaddrinfo("iot.us-east-1.amazonaws.com", 443)[0][4][1] == virginia.port
-    assert socket.getaddrinfo is original
+
+
+CHILD = """
+import json, os, socket
+print(json.dumps({"aws": sorted(k for k in os.environ if k.startswith("AWS_")),
+                  "routed": socket.getaddrinfo is not socket.__dict__.get("_real", socket.getaddrinfo)}))
+"""
+
+
+def test_every_way_to_resolve_a_name_reaches_the_lab_or_is_refused():
+    """getaddrinfo and gethostbyname(_ex) of socket and _socket, connect, connect_ex and create_connection
+    by name, UDP sendto: AWS names go to the lab, other names are refused in one line; all restored after."""
+    import _socket
+
+    originals = {
+        name: getattr(_socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex")
+    }
+    host = f"data.iot.{REGION}.amazonaws.com"
+    with lab.running(region=REGION) as env:
+        assert _socket.getaddrinfo(host, 443)[0][4] == ("127.0.0.1", env.port)
+        assert socket.gethostbyname(host) == _socket.gethostbyname(host) == "127.0.0.1"
+        assert socket.gethostbyname_ex(host)[2] == ["127.0.0.1"]
+        for resolve in (_socket.getaddrinfo, socket.gethostbyname, _socket.gethostbyname_ex):
+            with pytest.raises(socket.gaierror, match="not resolved inside the ATS kit lab"):
+                resolve("example.com", 443) if resolve is _socket.getaddrinfo else resolve("example.com")
+        with socket.socket() as sock:
+            sock.connect((host, 443))  # by name: to the lab
+            assert sock.getpeername() == ("127.0.0.1", env.port)
+        with socket.socket() as sock:
+            assert sock.connect_ex((host, 443)) == 0
+        with socket.create_connection((host, 443), timeout=5) as sock:
+            assert sock.getpeername()[1] == env.port
+        with socket.socket() as sock, pytest.raises(socket.gaierror, match="not resolved inside"):
+            sock.connect(("example.com", 80))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, pytest.raises(socket.gaierror):
+            udp.sendto(b"x", ("example.com", 53))
+    assert {name: getattr(_socket, name) for name in originals} == originals
+    assert socket.socket.connect is _socket.socket.connect  # the class's own method again
+
+
+def test_child_processes_started_in_a_lab_get_neither_its_keys_nor_its_trust():
+    """The lab's credentials, region and trust view live on its boto3 session, not in the environment:
+    a child process inherits none of them (a caller passes them on purpose: botocore_env)."""
+    with lab.running(region=REGION) as env:
+        child = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True)
+        assert json.loads(child.stdout)["aws"] == []
+        with env.botocore_env(certifi="2021.10.8"):  # on purpose: this block's children see it
+            child = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True)
+            assert "AWS_CA_BUNDLE" in json.loads(child.stdout)["aws"]
 
 
 def test_a_port_in_use_gives_a_one_line_error():
