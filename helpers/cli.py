@@ -152,7 +152,9 @@ def _endpoint_hosts(args: argparse.Namespace) -> list[str]:
     """The endpoints named on the command line and in --endpoints-file, checked."""
     from helpers.chains import parse_endpoint
 
-    hosts = list(args.endpoints) + (read_endpoints_file(args.endpoints_file) if args.endpoints_file else [])
+    hosts = list(args.endpoints) + (
+        read_endpoints_file(args.endpoints_file) if args.endpoints_file is not None else []
+    )
     for host in hosts:
         try:
             parse_endpoint(host)

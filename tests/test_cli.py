@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -476,10 +477,13 @@ def odd_files(tmp_path, saved):
         check=False,
     )
     trusted = trusted if done.returncode == 0 else None
-    return {"fifo": fifo, "garbage": garbage, "bom": bom, "trusted": trusted, "saved": saved}
+    includes_pipe = tmp_path / "requirements.txt"
+    includes_pipe.write_text(f"requests==2.26.0\n-r {fifo}\n")
+    files = {"fifo": fifo, "garbage": garbage, "bom": bom, "trusted": trusted, "saved": saved}
+    return files | {"includes_pipe": includes_pipe}
 
 
-ODD_INPUT = [  # (arguments, the one line's text, exit code); {name} is a file of odd_files
+CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, exit code); {name}: odd_files
     (["check", "--endpoints-file", "{fifo}"], "not a regular file (a pipe or device)", 2),
     (["check", "--chain-file", "{fifo}"], "not a regular file (a pipe or device)", 2),
     (["check", "--lab", "--bundle", "{fifo}"], "not a regular file (a pipe or device)", 2),
@@ -497,11 +501,24 @@ ODD_INPUT = [  # (arguments, the one line's text, exit code); {name} is a file o
     (["lab", "serve", "--duration", "-1"], "give seconds above 0", 2),
     (["check", "--lab", "--at", "9999-12-31T23:59:59-05:00"], "out of range once converted to UTC", 2),
     (["redact", "{fifo}"], "not a regular file", 2),
+    (["redact", "/nonexistent/notes.md"], "no such file", 2),
+    (["check", "--lab", "--bundle", "/dev/zero"], "not a regular file (a pipe or device)", 2),
+    (["check", "--endpoints-file", ""], "the path is empty", 2),
+    (
+        ["upgrade-check", "--before", "{includes_pipe}", "--after", "requests==2.26.0", "--no-pip"],
+        "not a regular",
+        2,
+    ),
+    (["check", "--lab", "--at", "2021-13-45"], "not a date", 2),
+    (["check", "--lab", "--region", "eu-west-9"], "has no AWS IoT", 2),
+    (["check", "--lab", "--region", "cn-north-1"], "aws-cn partition", 2),
+    (["check", "--lab", "--bundle", "certifi==1999.1.1"], "nearest releases", 2),
+    (["refresh-certifi", "--workers", "0"], "give 1 or more", 2),
 ]
 
 
 @pytest.mark.parametrize(
-    "args, text, code", ODD_INPUT, ids=lambda v: " ".join(v) if isinstance(v, list) else None
+    "args, text, code", CATALOGUE, ids=lambda v: " ".join(v) if isinstance(v, list) else None
 )
 def test_odd_input_is_one_line_and_never_hangs(odd_files, args, text, code):
     done = atskit(*(a.format(**odd_files) for a in args), timeout=60)
@@ -532,6 +549,12 @@ def test_a_captured_chain_given_as_a_bundle_is_warned_about(saved):
     chain_file = str(saved / "data_legacy.pem")
     done = atskit("check", "--chain-file", chain_file, "--bundle", chain_file)
     assert "is not a CA certificate, yet becomes a trust anchor" in done.stderr
+
+
+def test_the_readme_states_how_many_inputs_the_catalogue_holds():
+    readme = (ROOT / "README.md").read_text()
+    stated = re.search(r"catalogue in `tests/test_cli.py` feeds the command (\d+) bad inputs", readme)
+    assert stated and int(stated.group(1)) == len(CATALOGUE)
 
 
 def test_which_bundle_fails_when_its_bundle_cannot_work():
