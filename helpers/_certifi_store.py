@@ -57,12 +57,14 @@ def read_membership(data_dir: Path) -> dict[str, list[str]]:
 
 def members_by_release(membership_csv: str) -> dict[str, list[str]]:
     """version -> block fingerprints in file order, from membership.csv's text."""
-    reader = csv.reader(membership_csv.splitlines())
-    header = next(reader)
+    lines = membership_csv.splitlines()
+    header = lines[0].split(",")
     at_version, at_position, at_fp = (header.index(c) for c in ("version", "position", "fingerprint_sha256"))
     members: dict[str, list[tuple[int, str]]] = {}
-    for row in reader:
-        members.setdefault(row[at_version], []).append((int(row[at_position]), row[at_fp]))
+    for line in lines[1:]:
+        row = line.split(",")  # versions, positions and hex fingerprints hold no commas or quotes
+        if len(row) > at_fp:
+            members.setdefault(row[at_version], []).append((int(row[at_position]), row[at_fp]))
     return {v: [fp for _, fp in sorted(rows)] for v, rows in members.items()}
 
 

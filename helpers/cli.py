@@ -231,8 +231,16 @@ def _text_table(rows: list[dict], columns: list[str]) -> str:
     """Rows as a plain text table for the terminal (no pandas needed)."""
     from helpers.redaction import redact
 
-    cells = [[str(column) for column in columns]]  # redacted before the widths are measured
-    cells += [["" if row.get(c) is None else redact(str(row.get(c))) for c in columns] for row in rows]
+    shown: dict[str, str] = {}  # each distinct value redacted once, before the widths are measured
+
+    def cell(value) -> str:
+        text = "" if value is None else str(value)
+        if text not in shown:
+            shown[text] = redact(text)
+        return shown[text]
+
+    cells = [[str(column) for column in columns]]
+    cells += [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in cells
