@@ -20,7 +20,7 @@ KEEP_FILES = 200  # per folder; older files beyond these are removed once they a
 _DAY = 86400.0
 
 
-def _base() -> Path:
+def cache_base() -> Path:
     """$XDG_CACHE_HOME/atskit, ~/.cache/atskit, or (without a home) a per-user folder in the temp dir."""
     if os.environ.get("ATSKIT_CACHE_DIR"):
         return Path(os.environ["ATSKIT_CACHE_DIR"])
@@ -32,7 +32,7 @@ def _base() -> Path:
 
 def private_dir(name: str) -> Path:
     """The cache folder ``name``, created 0700 and checked to be this user's own real folder."""
-    folder = _base()
+    folder = cache_base()
     folder.parent.mkdir(parents=True, exist_ok=True)
     for path in (folder, folder / name):
         with contextlib.suppress(FileExistsError):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from helpers import _x509
+from helpers import _cache, _x509
 from helpers._certifi_store import (
     MEMBERSHIP_FILE,
     RELEASE_COLUMNS,
@@ -424,9 +424,6 @@ def split_blocks(pem: bytes) -> list[tuple[str, bytes | None, bytes]]:
     return [(fp, der, body) for fp, der, body, _ in _x509.pem_blocks(pem)]
 
 
-block_pem = _x509.pem_block_text
-
-
 def fingerprints_digest(fingerprints: list[str] | set[str] | frozenset[str]) -> str:
     """SHA-256 of the sorted set of fingerprints, one per line (what reconstruction must reproduce)."""
     return hashlib.sha256("\n".join(sorted(set(fingerprints))).encode()).hexdigest()
@@ -434,7 +431,7 @@ def fingerprints_digest(fingerprints: list[str] | set[str] | frozenset[str]) -> 
 
 def _describe_block(der: bytes | None, body: bytes) -> tuple[str, str | None, bool]:
     """(display name, problem reason or None, loaded with a parser warning) of one block, via parse_pem."""
-    parsed = _x509.parse_pem(block_pem(der, body))
+    parsed = _x509.parse_pem(_x509.pem_block_text(der, body))
     if parsed.certificates:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # parse_pem recorded any warning; names may warn again
@@ -449,7 +446,7 @@ def _describe_block(der: bytes | None, body: bytes) -> tuple[str, str | None, bo
 def read_roots_text(data_dir: Path) -> dict[str, bytes]:
     """fingerprint -> PEM block text of data/certifi/roots.pem."""
     pem = (data_dir / ROOTS_FILE).read_bytes()
-    return {fp: block_pem(der, body) for fp, der, body in split_blocks(pem)}
+    return {fp: _x509.pem_block_text(der, body) for fp, der, body in split_blocks(pem)}
 
 
 def _csv_text(rows: list[dict], columns: list[str]) -> str:
@@ -543,9 +540,8 @@ def _same_text(path: Path, text: str) -> bool:
 
 
 def default_cache_dir() -> Path:
-    """Where downloaded release files are kept ($XDG_CACHE_HOME/atskit/certifi-files)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "atskit" / "certifi-files"
+    """Where downloaded release files are kept: certifi-files in the kit's cache (see helpers._cache)."""
+    return _cache.cache_base() / "certifi-files"
 
 
 def _release_from_file(plan: ReleaseFile, path: Path, how: str, blocks: dict[str, bytes]) -> Release:
@@ -559,7 +555,7 @@ def _release_from_file(plan: ReleaseFile, path: Path, how: str, blocks: dict[str
     reasons: dict[str, int] = {}
     roots = warned = 0
     for fp, der, body in parsed_blocks:
-        blocks.setdefault(fp, block_pem(der, body))
+        blocks.setdefault(fp, _x509.pem_block_text(der, body))
         _, reason, warning = _describe_block(der, body)
         warned += warning
         if reason is None:

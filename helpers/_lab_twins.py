@@ -80,7 +80,7 @@ def _is_lab_ou(attribute: x509.NameAttribute) -> bool:
 
 def is_lab_twin(cert: x509.Certificate) -> bool:
     """True for a certificate made by the lab (its subject carries the lab-twin OU)."""
-    return any(_is_lab_ou(attribute) for attribute in cert.subject)
+    return _x509.is_lab_twin_name(cert.subject)
 
 
 def _key_type(cert: x509.Certificate) -> str:

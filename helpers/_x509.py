@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import re
+import ssl
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,12 +88,9 @@ def _first_der_element(der: bytes) -> bytes:
 
 def pem_block_text(der: bytes | None, body: bytes) -> bytes:
     """A block as PEM text: re-wrapped base64 of the DER, or the raw body when it is not base64."""
-    if der is None:
-        text = body
-    else:
-        encoded = base64.b64encode(der)
-        text = b"\n".join(encoded[i : i + 64] for i in range(0, len(encoded), 64))
-    return b"-----BEGIN CERTIFICATE-----\n" + text + b"\n-----END CERTIFICATE-----\n"
+    if der is not None:
+        return ssl.DER_cert_to_PEM_cert(der).encode("ascii")
+    return b"-----BEGIN CERTIFICATE-----\n" + body + b"\n-----END CERTIFICATE-----\n"
 
 
 def parse_pem(data: bytes | str) -> ParsedPEM:

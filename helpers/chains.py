@@ -369,9 +369,8 @@ class _Trust:
 
     @cached_property
     def has_lab_twins(self) -> bool:
-        """Whether the store holds lab twins (a lab trust view), from the names' DER alone."""
-        marker = _x509.LAB_TWIN_OU.encode()
-        return any(marker in subject for subject in self.by_subject)
+        """Whether the store holds lab twins (a lab trust view)."""
+        return any(_x509.is_lab_twin_name(cert.subject) for cert in self.certificates)
 
     @cached_property
     def by_subject(self) -> dict[bytes, list[x509.Certificate]]:
