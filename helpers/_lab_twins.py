@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from helpers import _cache, _x509, bundles
+from helpers import _cache, _x509, bundles, incident
 from helpers import pki as pki_module
 from helpers._io import atomic_write_bytes
 from helpers.kinds import InputError, UnusableError
@@ -32,7 +32,7 @@ LAB_OU = _x509.LAB_TWIN_OU
 # type are copied from it). Intermediates are not in any root bundle; their public subject names are
 # spelled out here, and each is issued by the twin of its real issuer.
 _ROOT_CNS = {
-    "verisign_g5": "VeriSign Class 3 Public Primary Certification Authority - G5",
+    "verisign_g5": incident.ROOT_AT_FAULT,
     "amazon_root_ca_1": "Amazon Root CA 1",
     "amazon_root_ca_3": "Amazon Root CA 3",
     "starfield_services_g2": "Starfield Services Root Certificate Authority - G2",
@@ -56,7 +56,7 @@ CHAINS = {
     "ats-ecdsa": ("amazon_ecdsa_256_m01", "amazon_root_ca_3"),
 }
 # Where the real root is looked up when the installed botocore's vendored file lacks it.
-_FALLBACK_RELEASE = "2020.6.20"
+_FALLBACK_RELEASE = incident.WORKING_CERTIFI
 
 
 def lab_name(real: x509.Name) -> x509.Name:

@@ -138,8 +138,6 @@ def read_endpoints_file(path: str) -> list[str]:
     _regular_file(path, "--endpoints-file", "a file with one HOST[:PORT] a line")
     try:
         lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"--endpoints-file {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--endpoints-file {path}: cannot read it ({exc.__class__.__name__})") from None
     hosts = [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
@@ -349,18 +347,17 @@ def _which_bundle(args: argparse.Namespace) -> int:
     from helpers import botocore_facts
 
     choice = botocore_facts.effective_ca_bundle()
-    works = choice.bundle is not None
-    bundle = getattr(choice, "bundle", None)
+    bundle = choice.bundle
     data = {
-        "path": str(getattr(choice, "path", None)),
-        "rule": getattr(choice, "rule", None),
-        "why": getattr(choice, "explanation", None),
+        "path": str(choice.path),
+        "rule": choice.rule,
+        "why": choice.explanation,
         "bundle": bundle.label if bundle is not None else None,
         "roots": len(bundle) if bundle is not None else None,
     }
     text = "\n".join(f"{k:7} {v}" for k, v in data.items() if v is not None)
     _emit(args, data, text)
-    return 0 if works else 1  # no usable bundle (or verification off): every TLS call is at risk
+    return 0 if bundle is not None else 1  # no usable bundle (or verification off): every TLS call is at risk
 
 
 def _lab_serve(args: argparse.Namespace) -> int:
@@ -444,20 +441,14 @@ def _upgrade_check(args: argparse.Namespace) -> int:
 def _redact_files(args: argparse.Namespace) -> int:
     """Mask secrets in text, Markdown, HTML or notebook files: to stdout, or in place with a backup."""
     import shutil
-    import stat
 
     from helpers import redaction
     from helpers._io import atomic_write_text
 
     outputs = []
     for name in args.files:
+        _regular_file(name, "redact", "text, Markdown, HTML or .ipynb files")
         path = Path(name)
-        try:
-            mode = path.stat().st_mode
-        except OSError:
-            raise UsageError(f"{name}: no such file") from None
-        if not stat.S_ISREG(mode):
-            raise UsageError(f"{name}: not a regular file; give text, Markdown, HTML or .ipynb files")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:

@@ -1,6 +1,7 @@
 """The incident the kit is about, in one place: its region, thing, releases, root at fault and error.
 
-Every default in the kit's notebooks, command and lab comes from here. The facts these names point at
+Every default in the kit's helpers, command and lab comes from here (a notebook's parameters cell
+repeats its own as literals, which papermill needs). The facts these names point at
 (which release dropped the root, which botocore changed the default host) are never typed in: the kit
 derives them from ``data/`` (``bundles.removed_in(ROOT_AT_FAULT)``, ``botocore_facts.ats_boundary()``).
 """
@@ -11,7 +12,6 @@ REGION = "ap-northeast-2"
 THING_NAME = "incident-thing"
 WORKING_CERTIFI = "2020.6.20"  # the Lambda layer's certifi before the rebuild (requests 2.24.0)
 FAILING_CERTIFI = "2021.10.8"  # after the rebuild (requests 2.26.0)
-RUNTIME_BOTOCORE = "1.23.1"  # botocore of December 2021 (what Lambda's runtime provided)
 ROOT_AT_FAULT = "VeriSign Class 3 Public Primary Certification Authority - G5"
 AWS_ROOTS = (
     "Amazon Root CA 1",

@@ -8,6 +8,7 @@ value raises one ``ValueError`` naming the parameter and what to use instead.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,7 +68,7 @@ def _root(name: str, value) -> str:
     from helpers import bundles
 
     try:
-        bundles.added_in(value)
+        bundles.roots_matching(value)
     except ValueError as exc:
         raise InputError(f"{name}={value!r}: {exc}") from None
     return value
@@ -162,15 +163,16 @@ def check_parameters(*, modes: tuple[str, ...] = ("lab", "live"), **parameters) 
     ``modes`` are the values ``mode`` may take. An unknown parameter name is a TypeError (a check
     is missing here, not a bad value).
     """
+    checks = _CHECKS | {"mode": functools.partial(_mode, modes=modes)}
     cleaned = {}
     for name, value in parameters.items():
         if name.endswith(("_certifi", "_release")):
             check = _release
-        elif name in _CHECKS:
-            check = _CHECKS[name]
+        elif name in checks:
+            check = checks[name]
         else:
             raise TypeError(f"check_parameters() has no check for {name!r}")
-        cleaned[name] = check(name, value, modes=modes) if check is _mode else check(name, value)
+        cleaned[name] = check(name, value)
     return SimpleNamespace(**cleaned)
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from helpers import botocore_facts, bundles, chains, lab
-from helpers.kinds import Change, Mode
+from helpers.kinds import Mode
 from helpers.redaction import redact_frame
 from helpers.report import Postmortem
 
@@ -68,8 +68,7 @@ def _short(frame: pd.DataFrame) -> pd.DataFrame:
 def gather(result: UpgradeCheck, *, mode: str, region: str) -> Evidence:
     """The evidence of an upgrade check's failure (or of its absence: every field says so)."""
     mode = Mode(mode)
-    changes = result.changes()
-    broken = changes.loc[changes["change"] == Change.BROKE, "endpoint"].tolist()
+    broken = result.broken
     after = result.verdicts[result.verdicts["side"] == "after"].set_index("endpoint")
     missing = [after.loc[e, "missing_issuer"] for e in broken if pd.notna(after.loc[e, "missing_issuer"])]
     missing_root = missing[0] if missing else None

@@ -60,6 +60,7 @@ def _import_machinery() -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
     KernelSpecManager().get_kernel_spec("python3")  # loads the provisioner entry points, once
+    _KernelManager.make()  # builds (and caches) the manager class, with its jupyter_client import
 
 
 class _KernelManager:
@@ -244,15 +245,11 @@ def run_all(
     paths = notebook_paths(notebooks_dir)
     workers = workers or min((os.cpu_count() or 1) + 1, max(1, len(paths)))
     _import_machinery()
-    manager_class = _KernelManager.make()
     # longest first (a notebook's size is a fair proxy for its work): the cores finish together
     by_size = sorted(paths, key=lambda path: path.stat().st_size, reverse=True)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook")
     try:
-        futures = {
-            path: pool.submit(_execute, path, Path(out_dir), kernel_manager_class=manager_class)
-            for path in by_size
-        }
+        futures = {path: pool.submit(_execute, path, Path(out_dir)) for path in by_size}
         runs = []
         for path in paths:  # in notebook order, each as soon as it and those before it are done
             runs.append(_with_html(*futures[path].result()))  # exported here, while the others run
