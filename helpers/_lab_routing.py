@@ -141,15 +141,15 @@ def _sendto(self, data, *flags_and_address):
 
 # (module or class, attribute, replacement): every way Python resolves a name
 _PATCHES = (
-    (socket, "getaddrinfo", "_routed_getaddrinfo"),
-    (_socket, "getaddrinfo", "_routed_getaddrinfo"),
-    (socket, "gethostbyname", "_routed_gethostbyname"),
-    (_socket, "gethostbyname", "_routed_gethostbyname"),
-    (socket, "gethostbyname_ex", "_routed_gethostbyname_ex"),
-    (_socket, "gethostbyname_ex", "_routed_gethostbyname_ex"),
-    (socket.socket, "connect", "_connect"),
-    (socket.socket, "connect_ex", "_connect_ex"),
-    (socket.socket, "sendto", "_sendto"),
+    (socket, "getaddrinfo", _routed_getaddrinfo),
+    (_socket, "getaddrinfo", _routed_getaddrinfo),
+    (socket, "gethostbyname", _routed_gethostbyname),
+    (_socket, "gethostbyname", _routed_gethostbyname),
+    (socket, "gethostbyname_ex", _routed_gethostbyname_ex),
+    (_socket, "gethostbyname_ex", _routed_gethostbyname_ex),
+    (socket.socket, "connect", _connect),
+    (socket.socket, "connect_ex", _connect_ex),
+    (socket.socket, "sendto", _sendto),
 )
 _saved: dict[str, object] = {}
 
@@ -183,7 +183,7 @@ def routed(route: Route) -> Iterator[Route]:
             for owner, attribute, _ in _PATCHES:
                 _saved[_key(owner, attribute)] = getattr(owner, attribute)
             for owner, attribute, replacement in _PATCHES:
-                setattr(owner, attribute, globals()[replacement])
+                setattr(owner, attribute, replacement)
         _routes.append(route)
     try:
         yield route

@@ -390,8 +390,7 @@ def vendored_bundle(botocore_version: str) -> tuple[Bundle | None, str]:
 
     if botocore_version == botocore.__version__:
         return bundles.botocore_vendored(), f"botocore {botocore_version}'s vendored cacert.pem (installed)"
-    table = default_endpoint_table()
-    table = table.drop_duplicates("version").assign(_key=lambda f: f["version"].map(version_key))
+    table = _history().sort_values(["_key", "region"]).drop_duplicates("version")
     key = version_key(botocore_version)
     exact = table[table["_key"] == key]
     if not exact.empty:

@@ -57,8 +57,9 @@ __all__ = [
 
 FAKE_ACCESS_KEY_ID = "AKIAATSKITLABFAKEKEY"  # shaped like an access key; means nothing anywhere
 FAKE_SECRET_ACCESS_KEY = "ats-kit-lab-fake-secret-access-key-000000"
-IOT_DATA_ENDPOINTS = ("default", "legacy", "ats", "account-ats")
-CHECKED_ENDPOINTS = ("data_legacy", "data_ats", "account_ats")  # what a check covers by default
+_IOT_DATA_HOSTS = {"legacy": "data_legacy", "ats": "data_ats", "account-ats": "account_ats"}  # -> endpoint
+IOT_DATA_ENDPOINTS = ("default", *_IOT_DATA_HOSTS)
+CHECKED_ENDPOINTS = tuple(_IOT_DATA_HOSTS.values())  # what a check covers by default
 _HANDSHAKE_TIMEOUT = 10.0
 _account_numbers = itertools.count(1)
 _log = logging.getLogger(__name__)
@@ -516,10 +517,9 @@ class _Env:
 
     def iot_data_url(self, which: str = "legacy") -> str:
         """``https://`` URL of an iot-data endpoint: 'legacy', 'ats' or 'account-ats'."""
-        hosts = {"legacy": "data_legacy", "ats": "data_ats", "account-ats": "account_ats"}
-        if which not in hosts:
+        if which not in _IOT_DATA_HOSTS:
             raise InputError(f"iot_data_endpoint={which!r}: use one of {', '.join(IOT_DATA_ENDPOINTS)}")
-        return f"https://{self.endpoints[hosts[which]]}"
+        return f"https://{self.endpoints[_IOT_DATA_HOSTS[which]]}"
 
     @contextmanager
     def botocore_env(

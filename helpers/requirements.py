@@ -60,10 +60,6 @@ class Environment:
         """The botocore version this side installs, or None when botocore comes from elsewhere."""
         return self.packages.get("botocore")
 
-    def watched(self) -> dict[str, str | None]:
-        """Versions of the packages that matter for TLS to AWS (None where not installed)."""
-        return {name: self.packages.get(name) for name in WATCHED}
-
 
 # --- requirements files ----------------------------------------------------------------------------
 
