@@ -22,7 +22,7 @@ import urllib.request
 import warnings
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -362,7 +362,8 @@ def download(release: ReleaseFile, settings: PipSettings, cache_dir: Path) -> tu
         )  # fmt: skip
         how = "pip download"
         fetched = out / release.filename
-        if _stopping.is_set():  # interrupted while pip ran: no fallback download either
+        # interrupted while pip ran (Ctrl-C reaches pip too, maybe before this build sees it): no fallback
+        if _stopping.is_set() or proc.returncode < 0 or "Operation cancelled by user" in proc.stderr:
             raise BuildError("interrupted")
         if proc.returncode != 0 or not fetched.is_file():
             pip_error = _last_error_line(proc.stderr)
@@ -654,11 +655,14 @@ def build(
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
         futures = {pool.submit(download, item, settings, cache_dir): item for item in to_fetch}
-        for future in as_completed(futures):
-            item = futures[future]
-            path, how = future.result()
-            releases[normalize_version(item.version_on_index)] = _release_from_file(item, path, how, blocks)
-            bar.update(1)
+        pending = set(futures)
+        while pending:  # a short timeout: Ctrl-C or SIGTERM taken by a worker thread still reaches this one
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = futures[future]
+                path, how = future.result()
+                releases[normalize_version(item.version_on_index)] = _release_from_file(item, path, how, blocks)
+                bar.update(1)
     except BaseException:  # an error, Ctrl-C or SIGTERM: no new download, pip ended, the data untouched
         pool.shutdown(wait=False, cancel_futures=True)
         _end_children()
