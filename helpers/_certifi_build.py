@@ -661,7 +661,9 @@ def build(
             for future in done:
                 item = futures[future]
                 path, how = future.result()
-                releases[normalize_version(item.version_on_index)] = _release_from_file(item, path, how, blocks)
+                releases[normalize_version(item.version_on_index)] = _release_from_file(
+                    item, path, how, blocks
+                )
                 bar.update(1)
     except BaseException:  # an error, Ctrl-C or SIGTERM: no new download, pip ended, the data untouched
         pool.shutdown(wait=False, cancel_futures=True)

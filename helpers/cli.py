@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from helpers.kinds import KitError
+from helpers.kinds import InputError, KitError
 
 
 class UsageError(KitError):
@@ -404,14 +404,20 @@ def _lab_serve(args: argparse.Namespace) -> int:
 
 
 def _upgrade_check(args: argparse.Namespace) -> int:
-    """Would this upgrade break TLS to these endpoints? Exit 1 if an endpoint that passed now fails."""
+    """Would this upgrade break TLS to these endpoints? Exit 1 if an endpoint that passed now fails,
+    or if the gate could not check one (unless --allow-unknown), or compared nothing."""
     from helpers import requirements, upgrade
 
     try:  # what each side installs, first: a bad file is named before anything else is looked at
         before, after = (
             requirements.resolve(spec, use_pip=not args.no_pip) for spec in (args.before, args.after)
         )
-    except requirements.ResolutionError as exc:
+        common = upgrade.parse_ca_bundles(args.ca_bundle or [])
+        declared = {
+            name: common | upgrade.parse_ca_bundles(extra or [], option=f"--{name}-ca-bundle")
+            for name, extra in (("before", args.before_ca_bundle), ("after", args.after_ca_bundle))
+        }
+    except (requirements.ResolutionError, InputError) as exc:
         raise UsageError(str(exc)) from None
     hosts = _endpoint_hosts(args)
     result = upgrade.run_check(
@@ -426,13 +432,21 @@ def _upgrade_check(args: argparse.Namespace) -> int:
         use_pip=not args.no_pip,
         timeout=args.timeout,
         save_dir=args.save_chains,
+        before_ca_bundles=declared["before"],
+        after_ca_bundles=declared["after"],
+        allow_unknown=args.allow_unknown,
     )
     sides = result.sides()[
-        ["side", "certifi", "botocore", "botocore_from", "trust_store", "iot_data_default_host"]
+        ["side", "certifi", "botocore", "botocore_from", "trust_store", "rule", "iot_data_default_host"]
     ]
     changes = result.changes()
     table = changes[["endpoint", "change", "ok_before", "reason_before", "ok_after", "reason_after"]]
     notes = [f"- {r.endpoint}: {r.message_after}" for r in changes.itertuples() if r.change != "still-ok"]
+    notes += [f"- root at fault: {r['name']} (sha256 {r['sha256']})" for r in result.roots_at_fault()]
+    notes += [
+        f"- how the {s.name} side was resolved: {s.environment.note}" for s in (result.before, result.after)
+    ]
+    notes += [f"- note: {note}" for note in result.notes]
     text = "\n\n".join([_table(sides), "\n".join([_table(table), *notes]), result.summary()])
     _emit(args, result.as_dict(), text)
     return result.exit_code
@@ -635,6 +649,20 @@ def _add_subcommands(sub) -> None:
         help="botocore of a side whose file installs none (e.g. Lambda's runtime; default: installed)",
     )
     p.add_argument("--no-pip", action="store_true", help="never resolve with pip: pins and lock files only")
+    for flag, whose in (("--ca-bundle", "both sides'"), ("--before-ca-bundle", "the before side's"),
+                        ("--after-ca-bundle", "the after side's")):  # fmt: skip
+        p.add_argument(
+            flag,
+            action="append",
+            metavar="RULE=PEM",
+            help=f"a CA bundle {whose} runtime sets, which botocore takes before certifi; RULE: verify, "
+            "session, AWS_CA_BUNDLE, config, REQUESTS_CA_BUNDLE (repeatable)",
+        )
+    p.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="an endpoint the gate cannot check is a warning, not a failure (default: exit 1)",
+    )
     _endpoint_options(p)
     p.set_defaults(func=_upgrade_check)
 
@@ -643,27 +671,34 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn errors into one line and an exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     try:
         return args.func(args)
     except UsageError as exc:
-        return _fail(exc)
+        return _fail(exc, as_json=as_json)
     except KeyboardInterrupt:
         print("atskit: interrupted", file=sys.stderr)
         return 130
     except (KitError, OSError, ValueError, LookupError, RuntimeError) as exc:  # bad input or data, ...
-        return _fail(exc)
+        return _fail(exc, as_json=as_json)
     except Exception as exc:  # never a traceback: one line, and how to see more
         if type(exc).__module__.startswith("botocore."):  # a broken ~/.aws/config, an unknown profile
-            return _fail(exc)
+            return _fail(exc, as_json=as_json)
         if os.environ.get("ATSKIT_DEBUG"):
             raise
-        return _fail(f"unexpected {type(exc).__name__}: {exc} (set ATSKIT_DEBUG=1 for the traceback)")
+        message = f"unexpected {type(exc).__name__}: {exc} (set ATSKIT_DEBUG=1 for the traceback)"
+        return _fail(message, as_json=as_json)
 
 
-def _fail(message) -> int:
-    """Print one redacted error line; exit code 2."""
+def _fail(message, *, as_json: bool = False) -> int:
+    """Print one redacted error line (and, under --json, a JSON error object on stdout); exit code 2."""
     from helpers.redaction import redact
 
-    text = " ".join(str(message).split()) or type(message).__name__
-    print(redact(f"atskit: error: {text}"), file=sys.stderr)
+    text = redact(" ".join(str(message).split()) or type(message).__name__)
+    print(f"atskit: error: {text}", file=sys.stderr)
+    if as_json:
+        kind = type(message).__name__ if isinstance(message, BaseException) else "Error"
+        print(
+            json.dumps({"schema": 1, "ok": False, "exit_code": 2, "error": {"kind": kind, "message": text}})
+        )
     return 2

@@ -132,11 +132,14 @@ def classify(host: str) -> HostClass:
 
 
 def redact_host(host: str) -> str:
-    """The host with its account-specific prefix replaced by ``<prefix>`` (for anything exported)."""
+    """The host with its account-specific prefix masked as ``<prefix-3f2a>`` (for anything exported)."""
+    from helpers.redaction import prefix_placeholder
+
     name = _host_of(host)
     first, _, rest = name.partition(".")
     if rest and first not in ("data", "data-ats", "iot", "iot-fips") and _ACCOUNT_PREFIX.match(first):
-        return ("<prefix>-ats." if first.endswith("-ats") else "<prefix>.") + rest
+        prefix = first.removesuffix("-ats")
+        return prefix_placeholder(prefix) + ("-ats." if first.endswith("-ats") else ".") + rest
     return name
 
 
@@ -147,7 +150,7 @@ def describe(session=None, *, region: str | None = None, redact: bool = False) -
     """One row per IoT endpoint type: ``describe_endpoint``'s address and its :func:`classify` class.
 
     A type the account cannot describe gets its error in ``error`` (the row is kept, not dropped).
-    ``redact=True`` replaces account-specific prefixes with ``<prefix>`` (for reports).
+    ``redact=True`` masks account-specific prefixes as ``<prefix-3f2a>`` (for reports).
     """
     import pandas as pd
     from botocore.exceptions import BotoCoreError, ClientError

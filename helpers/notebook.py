@@ -131,6 +131,12 @@ def _botocore(name: str, value) -> str | None:
     return value.strip()
 
 
+def _ca_bundles(name: str, value) -> dict:
+    from helpers.upgrade import parse_ca_bundles
+
+    return parse_ca_bundles(_strings(name, value), option=name)
+
+
 def _text(name: str, value) -> str:
     if not isinstance(value, str):
         raise InputError(f"{name}={value!r}: give text")
@@ -150,6 +156,8 @@ _CHECKS = {  # parameter name -> check; names ending in _certifi or _release are
     "incident_start": _time,
     "resolved": _time,
     "fail_on_break": _flag,
+    "allow_unknown": _flag,
+    "ca_bundles": _ca_bundles,
     "report_name": _stem,
     "report_dir": _text,
     "runtime_botocore": _botocore,

@@ -5,17 +5,34 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from helpers._io import atomic_write_text
 
-__all__ = ["redact", "redact_frame", "redact_markdown", "redact_notebook", "redact_notebook_file"]
+__all__ = [
+    "prefix_placeholder",
+    "redact",
+    "redact_frame",
+    "redact_markdown",
+    "redact_notebook",
+    "redact_notebook_file",
+]
+
+
+def prefix_placeholder(prefix: str) -> str:
+    """``<prefix-3f2a>``: a masked account endpoint prefix with a short stable tag, so two accounts'
+    endpoints stay apart in a report without either prefix being readable (16 bits of its SHA-256)."""
+    import hashlib
+
+    return f"<prefix-{hashlib.sha256(prefix.lower().encode()).hexdigest()[:4]}>"
+
 
 _SECRET_RUN = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
 # (pattern, replacement). Placeholders are <name>; in HTML, and in Markdown outside code, they are
 # written as entities (&lt;name&gt;) so that no renderer takes them for tags and hides them.
-_RULES: list[tuple[re.Pattern[str], str]] = [
+_RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # Secrets and session tokens named as such: key = value, "Key": "value", KEY=value.
     (
         re.compile(
@@ -45,7 +62,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
             r"(?=(?:-ats)?\.(?:ats\.|credentials\.|jobs\.)?iot(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com)",
             re.IGNORECASE,
         ),
-        "<prefix>",
+        lambda match: prefix_placeholder(match.group(0)),
     ),
     # The same cut short by a truncating display (pandas' '...'): then a prefix needs a digit.
     (
@@ -53,7 +70,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
             r"(?<![A-Za-z0-9-])(?=[a-z0-9]*\d)[a-z0-9]{8,24}(?=-ats\b|\.(?:credentials\.|jobs\.)?iot\b)",
             re.IGNORECASE,
         ),
-        "<prefix>",
+        lambda match: prefix_placeholder(match.group(0)),
     ),
     # Account ids inside ARNs (arn:partition:service:region:123456789012:resource), standalone
     # 12-digit numbers (also joined by '_' or '.': role_123456789012; not decimals' fractions),
@@ -78,8 +95,9 @@ def _mask_secret_run(match: re.Match[str]) -> str:
 def redact(text: str, *, html: bool = False) -> str:
     """Mask access key ids, secrets, account ids and account-specific endpoint prefixes in ``text``.
 
-    Placeholders: ``<access-key-id>``, ``<secret>``, ``<account-id>``, ``<prefix>`` (the endpoint's
-    shape is kept: ``<prefix>-ats.iot.ap-northeast-2.amazonaws.com``); this user's home folder becomes
+    Placeholders: ``<access-key-id>``, ``<secret>``, ``<account-id>``, ``<prefix-3f2a>`` (the endpoint's
+    shape is kept, and a short tag per prefix keeps two accounts apart:
+    ``<prefix-3f2a>-ats.iot.ap-northeast-2.amazonaws.com``); this user's home folder becomes
     ``~`` and anyone else's ``/home/<user>``. ``html=True`` writes them as
     entities (``&lt;secret&gt;``) for HTML; use :func:`redact_markdown` for Markdown.
     """
@@ -95,7 +113,7 @@ def redact(text: str, *, html: bool = False) -> str:
     return text
 
 
-_PLACEHOLDER = re.compile(r"<(access-key-id|secret|account-id|prefix|user)>")
+_PLACEHOLDER = re.compile(r"<(access-key-id|secret|account-id|prefix(?:-[0-9a-f]{4})?|user)>")
 _MD_CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.DOTALL)
 
 

@@ -259,7 +259,9 @@ def test_check_the_labs_own_endpoints_masks_the_account_prefix(capsys):
     done = atskit_here(capsys, "check", "--lab", "--bundle", "certifi==2020.6.20", "--json")
     assert done.returncode == 0, done.stderr
     hosts = [r["host"] for r in json.loads(done.stdout)["results"]]
-    assert "<prefix>-ats.iot.ap-northeast-2.amazonaws.com" in hosts
+    assert any(
+        re.fullmatch(r"<prefix-[0-9a-f]{4}>-ats\.iot\.ap-northeast-2\.amazonaws\.com", h) for h in hosts
+    )
 
 
 # --- upgrade-check ---------------------------------------------------------------------------------
@@ -560,3 +562,33 @@ def test_the_readme_states_how_many_inputs_the_catalogue_holds():
 def test_which_bundle_fails_when_its_bundle_cannot_work():
     done = atskit("which-bundle", env={"AWS_CA_BUNDLE": "/nonexistent/ca.pem"})
     assert done.returncode == 1 and "botocore will fail every TLS connection" in done.stdout
+
+
+def test_an_error_under_json_prints_a_json_error_object_and_exits_2(capsys):
+    import jsonschema
+
+    done = atskit_here(
+        capsys, "upgrade-check", "--before", "no-such-file.txt", "--after", "x", "--lab", "--json"
+    )
+    assert done.returncode == 2
+    data = json.loads(done.stdout)
+    jsonschema.validate(data, json.loads((ROOT / "docs" / "upgrade-check.schema.json").read_text()))
+    assert data["error"]["message"].startswith("no-such-file.txt: no such requirements or lock file")
+    assert one_line_error(done) == f"atskit: error: {data['error']['message']}"
+
+
+def test_upgrade_check_takes_ca_bundle_declarations_per_side(capsys, tmp_path):
+    from helpers import bundles
+
+    g5 = tmp_path / "g5.pem"
+    g5.write_bytes(bundles.certifi("2020.6.20").pem())  # the after side's runtime still points at old roots
+    args = ["upgrade-check", "--before", "docs/examples/incident-before.txt", "--runtime-botocore", "1.23.1",
+            "--after", "docs/examples/incident-after.txt", "--lab", "--json"]  # fmt: skip
+    done = atskit_here(capsys, *args, "--after-ca-bundle", f"AWS_CA_BUNDLE={g5}")
+    assert done.returncode == 0, done.stdout
+    sides = json.loads(done.stdout)["sides"]
+    assert (
+        sides["after"]["bundle"]["rule"] == "AWS_CA_BUNDLE" and sides["before"]["bundle"]["rule"] == "certifi"
+    )
+    bad = atskit_here(capsys, *args, "--ca-bundle", "PIP_CERT=x.pem")
+    assert bad.returncode == 2 and "RULE=PATH" in one_line_error(bad)

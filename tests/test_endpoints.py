@@ -77,11 +77,11 @@ def test_classify_rejects_non_strings():
     [
         (
             "a1b2c3d4e5f6g7-ats.iot.ap-northeast-2.amazonaws.com",
-            "<prefix>-ats.iot.ap-northeast-2.amazonaws.com",
+            "<prefix-7324>-ats.iot.ap-northeast-2.amazonaws.com",  # the tag: sha256("a1b2c3d4e5f6g7")[:4]
         ),
         (
             "a1b2c3d4e5f6g7.credentials.iot.us-east-1.amazonaws.com",
-            "<prefix>.credentials.iot.us-east-1.amazonaws.com",
+            "<prefix-7324>.credentials.iot.us-east-1.amazonaws.com",
         ),
         ("data-ats.iot.ap-northeast-2.amazonaws.com", "data-ats.iot.ap-northeast-2.amazonaws.com"),
         ("iot.ap-northeast-2.amazonaws.com", "iot.ap-northeast-2.amazonaws.com"),

@@ -459,7 +459,7 @@ def test_live_mode_works_against_the_lab_as_it_would_against_aws():
             assert live_env.endpoints["account_ats"].endswith(f"-ats.iot.{REGION}.amazonaws.com")
             assert live_env.trust_view("2021.10.8").label == bundles.certifi("2021.10.8").label  # real roots
             frame = live_env.endpoints_frame()
-            assert "<prefix>-ats" in frame.set_index("endpoint").loc["account_ats", "host"]  # redacted
+            assert frame.set_index("endpoint").loc["account_ats", "host"].startswith("<prefix-")  # redacted
         with (
             pytest.raises(lab.LabError, match="'no-such-thing' not found in ap-northeast-2") as caught,
             lab.live(REGION, thing_name="no-such-thing"),

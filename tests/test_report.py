@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import nbformat
@@ -10,7 +11,7 @@ import pytest
 
 from helpers import redaction, report, runner
 from helpers._paths import ROOT
-from helpers.redaction import redact, redact_markdown, redact_notebook_file
+from helpers.redaction import prefix_placeholder, redact, redact_markdown, redact_notebook_file
 from helpers.report import Postmortem
 
 
@@ -104,31 +105,31 @@ LEAKS = [
         "ats-prefix",
         "https://a1b2c3d4e5f6g7-ats.iot.ap-northeast-2.amazonaws.com/things/x/shadow",
         "a1b2c3d4e5f6g7",
-        "<prefix>-ats.iot.ap-northeast-2.amazonaws.com",
+        prefix_placeholder("a1b2c3d4e5f6g7") + "-ats.iot.ap-northeast-2.amazonaws.com",
     ),
     Leak(
         "prefix-without-digits",
         "abcdefghijklmn-ats.iot.us-east-1.amazonaws.com",
         "abcdefghijklmn",
-        "<prefix>-ats.iot.us-east-1.amazonaws.com",
+        prefix_placeholder("abcdefghijklmn") + "-ats.iot.us-east-1.amazonaws.com",
     ),
     Leak(
         "legacy-prefix",
         "host a3k7odshaiipe8.iot.us-east-1.amazonaws.com:8883",
         "a3k7odshaiipe8",
-        "<prefix>.iot.us-east-1.amazonaws.com",
+        prefix_placeholder("a3k7odshaiipe8") + ".iot.us-east-1.amazonaws.com",
     ),
     Leak(
         "prefix-in-a-truncated-cell",
         "https://a1b2c3d4e5f6g7-ats.iot.ap-northe...",
         "a1b2c3d4e5f6g7",
-        "https://<prefix>-ats.iot.ap-northe...",
+        "https://" + prefix_placeholder("a1b2c3d4e5f6g7") + "-ats.iot.ap-northe...",
     ),
     Leak(
         "credentials-prefix",
         "c2fx9abcdefg01.credentials.iot.eu-west-1.amazonaws.com",
         "c2fx9abcdefg01",
-        "<prefix>.credentials.iot.eu-west-1.amazonaws.com",
+        prefix_placeholder("c2fx9abcdefg01") + ".credentials.iot.eu-west-1.amazonaws.com",
     ),
 ]
 
@@ -173,10 +174,21 @@ def test_redact_keeps_what_is_not_secret(text):
 def test_html_and_markdown_placeholders_stay_visible():
     host = "a1b2c3d4e5f6g7-ats.iot.ap-northeast-2.amazonaws.com"
     text = f"host `{host}` and a1b2c3d4e5f6g7.iot.ap-northeast-2.amazonaws.com"
-    assert redact(text, html=True).count("&lt;prefix&gt;") == 2
+    tag = prefix_placeholder("a1b2c3d4e5f6g7")[1:-1]  # prefix-xxxx
+    assert redact(text, html=True).count(f"&lt;{tag}&gt;") == 2
     md = redact_markdown(text)
-    assert "`<prefix>-ats.iot" in md  # inside code: literal
-    assert "&lt;prefix&gt;.iot" in md  # outside code: an entity, so no renderer hides it as a tag
+    assert f"`<{tag}>-ats.iot" in md  # inside code: literal
+    assert f"&lt;{tag}&gt;.iot" in md  # outside code: an entity, so no renderer hides it as a tag
+
+
+def test_masked_prefixes_stay_distinguishable_and_stable():
+    """Two accounts' endpoints stay two in a report; the same prefix gets the same tag in any case."""
+    one, two = "a1b2c3d4e5f6g7", "z9y8x7w6v5u4t3"
+    text = f"{one}-ats.iot.us-east-1.amazonaws.com {two}-ats.iot.us-east-1.amazonaws.com"
+    text += f" {one.upper()}.iot.eu-west-1.amazonaws.com"
+    tags = re.findall(r"<prefix-[0-9a-f]{4}>", redact(text))
+    assert len(tags) == 3 and tags[0] != tags[1] and tags[0] == tags[2]
+    assert one not in redact(text) and two not in redact(text)
 
 
 def _leaky_postmortem() -> Postmortem:
@@ -198,8 +210,9 @@ def test_postmortem_exports_carry_no_secret(tmp_path):
         for leak in LEAKS:
             assert leak.secret not in text, (kind, leak.id)
     html = paths["html"].read_text()
-    assert "&lt;prefix&gt;-ats.iot.ap-northeast-2.amazonaws.com" in html
-    assert "<prefix>" not in html  # a raw <prefix> would be an unknown tag, invisible in a browser
+    tag = prefix_placeholder("a1b2c3d4e5f6g7")[1:-1]
+    assert f"&lt;{tag}&gt;-ats.iot.ap-northeast-2.amazonaws.com" in html
+    assert "<prefix" not in html  # a raw <prefix> would be an unknown tag, invisible in a browser
     md = paths["markdown"].read_text()
     assert md.startswith("# Outage in account &lt;account-id&gt;")
     assert "| endpoint | ok |" in md

@@ -11,9 +11,10 @@ import pytest
 from cryptography import x509
 from packaging.version import Version
 
-from helpers import botocore_facts, bundles, requirements, upgrade
+from helpers import _x509, botocore_facts, bundles, incident, requirements, upgrade
 from helpers._paths import ROOT
 from helpers.chains import Chain
+from helpers.kinds import InputError, Rule
 from helpers.pki import CA
 from helpers.requirements import Environment, ResolutionError
 from helpers.upgrade import Side
@@ -330,7 +331,7 @@ def _side(name: str, *, trusted: bool) -> Side:
         (True, True, "still-ok", 0),
         (True, False, "broke", 1),
         (False, True, "fixed", 0),
-        (False, False, "still-failing", 0),
+        (False, False, "still-failing", 1),  # the only endpoint fails on both sides: nothing compared
     ],
     ids=["still-ok", "broke", "fixed", "still-failing"],
 )
@@ -365,7 +366,129 @@ def test_an_unknown_store_is_reported_not_counted_as_broken():
     after.bundle = None
     result = upgrade.check(_side("before", trusted=True), after, {"ex": chain}, at=AT)
     assert result.changes()["change"].tolist() == ["unknown"]
-    assert result.exit_code == 0 and result.unknown == ["ex"]
+    assert result.broken == [] and result.unknown == ["ex"]
+    assert result.exit_code == 1  # not shown safe is not a pass
+    assert result.summary().startswith("FAIL: could not check ex") and "--allow-unknown" in result.summary()
+    result.allow_unknown = True
+    assert result.exit_code == 0 and result.summary().startswith("ok: ")
+    assert "warning: could not check ex" in result.summary()
+
+
+def test_every_endpoint_failing_on_both_sides_compared_nothing():
+    _, chain = _pki()
+    other = Chain(chain.certificates, host="other.test", port=443)
+    both_fail = upgrade.check(_side("before", trusted=False), _side("after", trusted=False),
+                              {"ex": chain, "other": chain}, at=AT)  # fmt: skip
+    assert both_fail.compared_nothing and both_fail.exit_code == 1
+    assert both_fail.summary().startswith("FAIL: nothing was compared")
+    one_works = upgrade.check(_side("before", trusted=True), _side("after", trusted=True),
+                              {"ex": chain, "other": other}, at=AT)  # fmt: skip
+    assert "hostname-mismatch" in one_works.changes()["reason_after"].tolist()  # other.test fails on both
+    assert not one_works.compared_nothing and one_works.exit_code == 0
+
+
+# --- botocore's CA-bundle precedence on each side ----------------------------------------------------
+
+
+def test_ca_bundle_declarations_parse_in_botocores_names():
+    declared = upgrade.parse_ca_bundles(["verify=a.pem", "AWS_CA_BUNDLE=b.pem", "config=c.pem"])
+    assert declared == {Rule.VERIFY_ARGUMENT: "a.pem", Rule.AWS_CA_BUNDLE: "b.pem", Rule.CONFIG_FILE: "c.pem"}
+    for bad in ("certifi=x.pem", "AWS_CA_BUNDLE", "AWS_CA_BUNDLE=", "PIP_CERT=x.pem"):
+        with pytest.raises(InputError, match="RULE=PATH"):
+            upgrade.parse_ca_bundles([bad])
+    with pytest.raises(InputError, match="declared twice"):
+        upgrade.parse_ca_bundles(["verify=a.pem", "verify=b.pem"])
+
+
+def test_a_declared_bundle_wins_in_botocores_order(tmp_path):
+    root, _ = _pki()
+    ours = tmp_path / "ours.pem"
+    ours.write_bytes(root.cert_pem)
+    theirs = tmp_path / "theirs.pem"
+    theirs.write_bytes(CA("Some Other Root").cert_pem)
+    environment = Environment("x", "pins", {"certifi": "2021.10.8", "botocore": "1.24.30"})
+    plain = upgrade.side("after", environment)
+    assert plain.rule == Rule.CERTIFI and plain.bundle.label == "certifi 2021.10.8"
+    env_only = upgrade.side("after", environment, ca_bundles={Rule.REQUESTS_CA_BUNDLE: str(theirs)})
+    assert env_only.rule == Rule.REQUESTS_CA_BUNDLE and env_only.bundle_path == str(theirs)
+    both = upgrade.side(
+        "after", environment, ca_bundles={Rule.REQUESTS_CA_BUNDLE: str(theirs), Rule.AWS_CA_BUNDLE: str(ours)}
+    )
+    assert both.rule == Rule.AWS_CA_BUNDLE and both.bundle.fingerprints == bundles.from_pem(ours).fingerprints
+    assert "outranks the declared REQUESTS_CA_BUNDLE" in both.bundle_rule
+    with pytest.raises(InputError, match=r"after side: AWS_CA_BUNDLE=.*missing\.pem"):
+        upgrade.side("after", environment, ca_bundles={Rule.AWS_CA_BUNDLE: str(tmp_path / "missing.pem")})
+
+
+def test_a_declared_bundle_decides_the_verdict():
+    """The after side's runtime sets AWS_CA_BUNDLE to a file that still trusts the root: nothing breaks."""
+    root, chain = _pki()
+    before = _side("before", trusted=True)
+    after = upgrade.side("after", Environment("x", "pins", {"certifi": "2021.10.8", "botocore": "1.24.30"}))
+    assert upgrade.check(before, after, {"ex": chain}, at=AT).broken == ["ex"]
+    declared = Side("after", after.environment, "1.24.30", "the file",
+                    bundles.from_pem(root.cert_pem, name="AWS_CA_BUNDLE"), "declared", None,
+                    Rule.AWS_CA_BUNDLE)  # fmt: skip
+    assert upgrade.check(before, declared, {"ex": chain}, at=AT).broken == []
+
+
+def test_settings_of_the_gates_own_shell_are_named_not_applied(tmp_path):
+    config = tmp_path / "config"
+    config.write_text("[profile ci]\nca_bundle = /corp/ca.pem\n")
+    environ = {"AWS_CA_BUNDLE": "/corp/a.pem", "AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "ci"}
+    notes = upgrade.ignored_ca_settings(environ=environ)
+    assert len(notes) == 2
+    assert "AWS_CA_BUNDLE=/corp/a.pem" in notes[0] and "--ca-bundle AWS_CA_BUNDLE=PATH" in notes[0]
+    assert "ca_bundle=/corp/ca.pem" in notes[1] and "--ca-bundle config=PATH" in notes[1]
+    assert upgrade.ignored_ca_settings(environ={"AWS_CONFIG_FILE": str(tmp_path / "none")}) == []
+
+
+# --- JSON a CI system can rely on ------------------------------------------------------------------
+
+
+def _schema() -> dict:
+    import json
+
+    return json.loads((ROOT / "docs" / "upgrade-check.schema.json").read_text())
+
+
+def test_the_incidents_json_names_the_root_at_fault_and_follows_the_schema():
+    import jsonschema
+
+    result = upgrade.run_check(EXAMPLES / "incident-before.txt", EXAMPLES / "incident-after.txt",
+                               runtime_botocore="1.23.1")  # fmt: skip
+    data = result.as_dict()
+    jsonschema.validate(data, _schema())
+    g5 = bundles.certifi("2020.6.20").find(incident.ROOT_AT_FAULT)
+    assert [r["sha256"] for r in data["roots_at_fault"]] == [_x509.fingerprint(c) for c in g5]
+    broken = next(e for e in data["endpoints"] if e["endpoint"].startswith("data.iot."))
+    assert broken["change"] == "broke" and broken["before"]["certificate"] is None
+    assert broken["after"]["certificate"]["sha256"] == data["roots_at_fault"][0]["sha256"]
+    after = data["sides"]["after"]
+    assert after["bundle"]["rule"] == "certifi" and after["packages"]["certifi"] == "2021.10.8"
+    assert after["resolution"]["method"] == "lock" and after["botocore"]["from"] == "runtime (given)"
+
+
+def test_the_schema_is_strict_enough_to_catch_a_changed_layout():
+    import copy
+
+    import jsonschema
+
+    _, chain = _pki()
+    good = upgrade.check(_side("before", trusted=True), _side("after", trusted=False), {"ex": chain},
+                         at=AT).as_dict()  # fmt: skip
+    jsonschema.validate(good, _schema())
+    for mutate in (
+        lambda d: d.pop("schema"),
+        lambda d: d.update(schema=2),
+        lambda d: d["endpoints"][0]["after"].pop("reason"),
+        lambda d: d["sides"]["before"]["bundle"].update(rule="guessed"),
+        lambda d: d.update(extra=1),
+    ):
+        bad = copy.deepcopy(good)
+        mutate(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, _schema())
 
 
 # --- notebook 04 as a CI gate ----------------------------------------------------------------------
@@ -376,10 +499,12 @@ def test_notebook_04_fails_the_gate_naming_the_broken_endpoint(tmp_path):
     from helpers import runner
 
     notebook = ROOT / "notebooks" / "04-upgrade-check.ipynb"
-    run = runner.execute(notebook, tmp_path, parameters={"fail_on_break": True}, html=False)
+    run = runner.execute(notebook, tmp_path, parameters={"fail_on_break": "true"}, html=False)
     assert not run.ok
-    assert run.error.startswith("RuntimeError: FAIL: the upgrade (certifi 2020.6.20 -> 2021.10.8")
+    assert run.error.startswith("GateFailure: FAIL: the upgrade (certifi 2020.6.20 -> 2021.10.8")
     assert "data.iot.ap-northeast-2.amazonaws.com:443" in run.error
+    bad = runner.execute(notebook, tmp_path, parameters={"fail_on_break": "maybe"}, html=False)
+    assert bad.error.startswith("InputError: fail_on_break='maybe'")  # bad input never looks like a verdict
 
 
 @pytest.mark.parametrize("name", ["04-upgrade-check", "05-postmortem"])
