@@ -350,8 +350,10 @@ def _check_upload_times(path: Path, settings: PipSettings, packages: dict[str, s
     unpinned = set(packages) - _pinned_names(path)
     checked = sorted(unpinned | ({"certifi"} & set(packages)))
 
+    opener = _opener(settings)
+
     def lacks_upload_times(project: str) -> bool:
-        page = _json_page(settings, project, path)
+        page = _json_page(opener, settings, project, path)
         files = page.get("files", []) if page is not None else []
         return not files or any(not entry.get("upload-time") for entry in files)
 
@@ -362,7 +364,19 @@ def _check_upload_times(path: Path, settings: PipSettings, packages: dict[str, s
             raise _no_upload_times(path, settings, project, shown_date)
 
 
-def _json_page(settings: PipSettings, project: str, path: Path) -> dict | None:
+def _opener(settings: PipSettings) -> urllib.request.OpenerDirector:
+    """A URL opener with pip's CA file (TLS always verified) and proxy."""
+    handlers: list = []
+    if settings.index_url.startswith("https:"):
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=settings.cert)))
+    if settings.proxy:
+        handlers.append(urllib.request.ProxyHandler({"http": settings.proxy, "https": settings.proxy}))
+    return urllib.request.build_opener(*handlers)
+
+
+def _json_page(
+    opener: urllib.request.OpenerDirector, settings: PipSettings, project: str, path: Path
+) -> dict | None:
     """The index's PEP 691 JSON page for ``project``, or None when the index serves no JSON page."""
     parts = urllib.parse.urlsplit(f"{settings.index_url}/{project}/")
     headers = {"Accept": f"{_JSON_ACCEPT}, text/html;q=0.01"}
@@ -372,12 +386,8 @@ def _json_page(settings: PipSettings, project: str, path: Path) -> dict | None:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
         parts = parts._replace(netloc=netloc)
-    handlers: list = [urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=settings.cert))]
-    if settings.proxy:
-        handlers.append(urllib.request.ProxyHandler({"http": settings.proxy, "https": settings.proxy}))
     url = urllib.parse.urlunsplit(parts)
     try:
-        opener = urllib.request.build_opener(*handlers)
         with opener.open(urllib.request.Request(url, headers=headers), timeout=settings.timeout) as response:
             kind, body = response.headers.get("Content-Type", ""), response.read()
     except (urllib.error.URLError, OSError) as exc:
