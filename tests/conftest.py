@@ -22,3 +22,15 @@ def write_notebook():
         return path
 
     return write
+
+
+@pytest.fixture
+def local_index(monkeypatch, tmp_path_factory):
+    """tests/data/index served on 127.0.0.1 and made the index uv resolves against (UV_DEFAULT_INDEX),
+    with a uv cache of the test session's own."""
+    from local_index import serve_index
+
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "uv-cache"))
+    with serve_index() as index:
+        monkeypatch.setenv("UV_DEFAULT_INDEX", index.url)
+        yield index

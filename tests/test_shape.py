@@ -16,13 +16,14 @@ MODULES = sorted((ROOT / "helpers").glob("*.py"))
 # A private module serves the public module named here (or, for shared internals, the package).
 PRIVATE_MODULE_USERS = {
     "_aws": {"botocore_facts", "endpoints", "lab"},
-    "_certifi_build": {"cli"},
+    "_certifi_build": {"cli", "_resolver"},
     "_certifi_store": {"bundles", "_certifi_build"},
     "_cache": {"bundles", "_certifi_build", "_lab_twins", "lab"},
     "_io": None,  # shared: atomic writes
     "_lab_routing": {"lab"},
     "_lab_twins": {"lab"},
     "_paths": None,  # shared: where the data is
+    "_resolver": {"requirements"},
     "_x509": None,  # shared: certificate parsing
 }
 
