@@ -452,8 +452,12 @@ def _upgrade_check_files(args: argparse.Namespace) -> int:
     from helpers import _git
 
     if args.before_ref is None:
-        if args.before is None or args.after is None:
-            raise UsageError("give --before and --after, or --before-ref REF and the FILEs to check")
+        missing = [option for option in ("--before", "--after") if getattr(args, option[2:]) is None]
+        if missing:  # worded as argparse words it: --before/--after are required unless --before-ref
+            raise UsageError(
+                f"the following arguments are required: {', '.join(missing)} (see 'atskit upgrade-check "
+                "--help'); or give --before-ref REF and the FILEs to check"
+            )
         args.results = []
         code = _upgrade_check(args)
         _append_summary(args, f"{args.before} -> {args.after}", args.results[-1] if args.results else None)
