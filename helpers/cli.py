@@ -216,6 +216,8 @@ def _emit(args: argparse.Namespace, data, text: str, *, redacted: bool = True) -
     """Print JSON (--json) or the text, redacted unless told otherwise (the lab's fake values)."""
     from helpers.redaction import redact
 
+    if isinstance(getattr(args, "results", None), list):  # upgrade-check's per-file wrapper keeps each result
+        args.results.append(data)
     out = json.dumps(data, indent=2, default=_json_value) if args.json else text
     print(redact(out) if redacted else out)
 
@@ -452,6 +454,99 @@ def _upgrade_check(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+# --- upgrade-check's wrapper: --before-ref FILE..., --summary-md (calls _upgrade_check once per file) ---
+
+
+def _upgrade_check_files(args: argparse.Namespace) -> int:
+    """upgrade-check: --before/--after once, or with --before-ref each FILE against its version at REF
+    (a file new since REF is skipped with a note); the worst exit code (2 > 1 > 0)."""
+    import contextlib
+    import io
+
+    from helpers import _git
+
+    if args.before_ref is None:
+        missing = [option for option in ("--before", "--after") if getattr(args, option[2:]) is None]
+        if missing:  # worded as argparse words it: --before/--after are required unless --before-ref
+            raise UsageError(
+                f"the following arguments are required: {', '.join(missing)} (see 'atskit upgrade-check "
+                "--help'); or give --before-ref REF and the FILEs to check"
+            )
+        args.results = []
+        code = _upgrade_check(args)
+        _append_summary(args, f"{args.before} -> {args.after}", args.results[-1] if args.results else None)
+        return code
+    if args.before is not None or args.after is not None:
+        raise UsageError("--before-ref takes the before side from git: drop --before/--after, name the FILEs")
+    files, args.endpoints = list(args.endpoints), []  # with --before-ref the positionals are files
+    if not files:
+        raise UsageError(f"--before-ref {args.before_ref}: name the requirements or lock FILEs to check")
+    for name in files:
+        _regular_file(name, "upgrade-check", "a requirements or lock file")
+    worst, reports = 0, []
+    for name in files:
+        report = {"file": name, "before_ref": args.before_ref, "exit_code": 0, "note": None, "result": None}
+        args.results, out = [], io.StringIO()
+        try:
+            with _git.file_at_ref(name, args.before_ref) as before, contextlib.redirect_stdout(out):
+                if before is None:
+                    report["note"] = f"{name}: new since {args.before_ref}; nothing to compare, skipped"
+                else:
+                    args.before, args.after = str(before), name
+                    report["exit_code"] = _upgrade_check(args)
+        except KitError as exc:
+            report["exit_code"], report["note"] = _fail(f"{name}: {exc}"), f"error: {exc}"
+        report["result"] = args.results[-1] if args.results else None
+        if not args.json:
+            print(f"== {name} (before: {args.before_ref})\n{report['note'] or out.getvalue().rstrip()}")
+        _append_summary(args, f"{name} (before: {args.before_ref})", report["result"], note=report["note"])
+        worst = max(worst, report["exit_code"])
+        reports.append(report)
+    if args.json:
+        print(json.dumps({"ok": worst == 0, "exit_code": worst, "files": reports}, indent=2, default=str))
+    return worst
+
+
+def _append_summary(args: argparse.Namespace, title: str, result: dict | None, *, note: str | None = None):
+    """Append one check's Markdown to --summary-md (GitHub's $GITHUB_STEP_SUMMARY), if given."""
+    if args.summary_md:
+        with open(args.summary_md, "a", encoding="utf-8") as out:
+            out.write(summary_markdown(title, result, note=note))
+
+
+def summary_markdown(title: str, result: dict | None, *, note: str | None = None) -> str:
+    """A job summary from an UpgradeCheck.as_dict(): the verdict, endpoint / change / before / after, and
+    each side's certifi and botocore (or the note of a file skipped or in error)."""
+    from helpers.redaction import redact_markdown
+
+    def cell(value) -> str:
+        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+    def verdict(ok, reason) -> str:
+        return "?" if ok is None else ("pass" if ok else f"FAIL ({cell(reason)})")
+
+    lines = [f"### atskit upgrade-check: {title}", ""]
+    if result is None:
+        return "\n".join([*lines, f"- {note or 'no result'}", "", ""])
+    mark = "✅" if result.get("ok") else "❌"
+    lines += [f"{mark} {cell(result.get('summary'))}", "", "| endpoint | change | before | after |"]
+    lines.append("|---|---|---|---|")
+    for row in result.get("endpoints", []):
+        before = verdict(row.get("ok_before"), row.get("reason_before"))
+        lines.append(
+            f"| {cell(row.get('endpoint'))} | {cell(row.get('change'))} | {before} | "
+            f"{verdict(row.get('ok_after'), row.get('reason_after'))} |"
+        )
+    lines += ["", "| side | certifi | botocore | trust store |", "|---|---|---|---|"]
+    for side in result.get("sides", []):
+        botocore = f"{cell(side.get('botocore'))} ({cell(side.get('botocore_from'))})"
+        lines.append(
+            f"| {cell(side.get('side'))} | {cell(side.get('certifi'))} | {botocore} | "
+            f"{cell(side.get('trust_store'))} |"
+        )
+    return redact_markdown("\n".join([*lines, "", ""]))
+
+
 def _redact_files(args: argparse.Namespace) -> int:
     """Mask secrets in text, Markdown, HTML or notebook files: to stdout, or in place with a backup."""
     import shutil
@@ -634,14 +729,20 @@ def _add_subcommands(sub) -> None:
         ),
         epilog=(
             "example: atskit upgrade-check --before docs/examples/incident-before.txt "
-            "--after docs/examples/incident-after.txt --runtime-botocore 1.23.1 --lab"
+            "--after docs/examples/incident-after.txt --runtime-botocore 1.23.1 --lab\n"
+            "         atskit upgrade-check --before-ref origin/main --lab requirements.txt poetry.lock"
         ),
     )
+    p.add_argument("--before", metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins")
+    p.add_argument("--after", metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins")
     p.add_argument(
-        "--before", required=True, metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins"
+        "--before-ref",
+        metavar="REF",
+        help="instead of --before/--after: check each FILE (the positionals) against its version at git REF; "
+        "a file new since REF is skipped; name live endpoints with --endpoints-file",
     )
     p.add_argument(
-        "--after", required=True, metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins"
+        "--summary-md", metavar="PATH", help="append a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY)"
     )
     p.add_argument(
         "--runtime-botocore",
@@ -664,7 +765,7 @@ def _add_subcommands(sub) -> None:
         help="an endpoint the gate cannot check is a warning, not a failure (default: exit 1)",
     )
     _endpoint_options(p)
-    p.set_defaults(func=_upgrade_check)
+    p.set_defaults(func=_upgrade_check_files)
 
 
 def main(argv: list[str] | None = None) -> int:

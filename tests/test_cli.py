@@ -388,8 +388,8 @@ def test_the_docs_workflow_runs_a_command_atskit_accepts():
     runs = [step["run"] for step in steps if "atskit " in step.get("run", "")]
     command = runs[0].split("atskit ", 1)[1].split("|")[0].replace("\\\n", " ")
     args = cli.build_parser().parse_args(shlex.split(command))
-    assert args.func is cli._upgrade_check
-    assert (args.endpoints_file, args.json) == (".github/iot-endpoints.txt", True)
+    assert args.func is cli._upgrade_check_files  # calls _upgrade_check once per FILE
+    assert (args.before_ref, args.lab, args.endpoints) == ("origin/${GITHUB_BASE_REF}", True, ["${files[@]}"])
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ def _name(requirement: str) -> str:
 
 def test_pyproject_and_environment_name_the_same_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_side = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    pip_side = {_name(r) for r in project["dependencies"] + extras["notebooks"] + extras["dev"]}
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_side = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     assert pip_side == conda_side
@@ -141,3 +142,43 @@ def test_a_wheel_carries_the_data_and_its_command_works_from_anywhere(tmp_path):
     gate = atskit("upgrade-check", "--before", "certifi==2020.6.20 botocore==1.23.1",
                   "--after", "certifi==2021.10.8 botocore==1.23.1", "--lab")  # fmt: skip
     assert gate.returncode == 1 and "FAIL: the upgrade" in gate.stdout, gate.stderr
+    lean = subprocess.run([str(python), "-c", LEAN_PROBE], cwd=elsewhere, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert lean.returncode == 0, lean.stderr[-2000:]
+    probe = json.loads(lean.stdout.strip().splitlines()[-1])
+    assert probe["codes"] == [0, 1, 1], lean.stdout[-2000:]
+    assert probe["outside"] == [], "the command imports packages the lean install does not bring"
+    assert {"jupyterlab", "matplotlib", "papermill"} <= set(probe["notebooks_extra"]) and not (
+        {"jupyterlab", "matplotlib", "papermill", "nbconvert"} & set(probe["lean"])
+    )
+
+
+# Run in the wheel's venv: the lean commands in-process, then every distribution they imported must be in
+# the closure of ats-kit's requirements without extras (what `pip install ats-kit` installs).
+LEAN_PROBE = """
+import importlib.metadata as md, json, re, sys
+from packaging.requirements import Requirement
+from helpers import cli
+codes = [cli.main(a) for a in (["diff-bundles", "certifi==2020.6.20", "certifi==2021.10.8"],
+         ["check", "--lab", "--bundle", "certifi==2021.10.8"],
+         ["upgrade-check", "--before", "certifi==2020.6.20", "--after", "certifi==2021.10.8",
+          "--runtime-botocore", "1.23.1", "--lab", "--summary-md", "summary.md"])]
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+def closure(name, seen, extra=""):
+    if norm(name) in seen and not extra:
+        return seen
+    seen.add(norm(name))
+    for text in md.requires(name) or []:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": extra}):
+            closure(req.name, seen)
+    return seen
+lean = closure("ats-kit", set())
+notebooks = closure("ats-kit", set(), extra="notebooks") - lean
+owners = md.packages_distributions()
+used = {norm(d) for m in list(sys.modules) for d in owners.get(m.split(".")[0], [])}
+optional = {"pip", "setuptools", "typing-extensions"}  # imported when present (responses tries it)
+outside = sorted(used - lean - optional)
+print(json.dumps({"codes": codes, "outside": outside, "lean": sorted(lean),
+                  "notebooks_extra": sorted(notebooks)}))
+"""

@@ -18,6 +18,7 @@ PRIVATE_MODULE_USERS = {
     "_aws": {"botocore_facts", "endpoints", "lab"},
     "_certifi_build": {"cli", "_resolver"},
     "_certifi_store": {"bundles", "_certifi_build"},
+    "_git": {"cli"},
     "_cache": {"bundles", "_certifi_build", "_lab_twins", "lab"},
     "_io": None,  # shared: atomic writes
     "_lab_routing": {"lab"},
