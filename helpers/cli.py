@@ -503,7 +503,8 @@ def _upgrade_check_files(args: argparse.Namespace) -> int:
         worst = max(worst, report["exit_code"])
         reports.append(report)
     if args.json:
-        print(json.dumps({"ok": worst == 0, "exit_code": worst, "files": reports}, indent=2, default=str))
+        document = {"schema": 1, "ok": worst == 0, "exit_code": worst, "files": reports}
+        print(json.dumps(document, indent=2, default=str))
     return worst
 
 
@@ -528,22 +529,22 @@ def summary_markdown(title: str, result: dict | None, *, note: str | None = None
     lines = [f"### atskit upgrade-check: {title}", ""]
     if result is None:
         return "\n".join([*lines, f"- {note or 'no result'}", "", ""])
-    mark = "✅" if result.get("ok") else "❌"
-    lines += [f"{mark} {cell(result.get('summary'))}", "", "| endpoint | change | before | after |"]
+    mark = "✅" if result["ok"] else "❌"
+    lines += [f"{mark} {cell(result['summary'])}", "", "| endpoint | change | before | after |"]
     lines.append("|---|---|---|---|")
-    for row in result.get("endpoints", []):
-        before = verdict(row.get("ok_before"), row.get("reason_before"))
-        lines.append(
-            f"| {cell(row.get('endpoint'))} | {cell(row.get('change'))} | {before} | "
-            f"{verdict(row.get('ok_after'), row.get('reason_after'))} |"
-        )
-    lines += ["", "| side | certifi | botocore | trust store |", "|---|---|---|---|"]
-    for side in result.get("sides", []):
-        botocore = f"{cell(side.get('botocore'))} ({cell(side.get('botocore_from'))})"
-        lines.append(
-            f"| {cell(side.get('side'))} | {cell(side.get('certifi'))} | {botocore} | "
-            f"{cell(side.get('trust_store'))} |"
-        )
+    for row in result["endpoints"]:
+        before, after = (verdict(row[s]["ok"], row[s]["reason"]) for s in ("before", "after"))
+        lines.append(f"| {cell(row['endpoint'])} | {cell(row['change'])} | {before} | {after} |")
+    faults = result["roots_at_fault"]
+    lines += [f"- root at fault: {cell(r['name'])} (sha256 `{r['sha256']}`)" for r in faults]
+    lines += ["", "| side | certifi | botocore | trust store (rule) | resolved |", "|---|---|---|---|---|"]
+    for name, side in result["sides"].items():
+        botocore = f"{cell(side['botocore']['version'])} ({cell(side['botocore']['from'])})"
+        store = f"{cell(side['bundle']['label'])} ({cell(side['bundle']['rule'])})"
+        resolution = side["resolution"]
+        how = resolution["method"] + (f" as of {resolution['as_of']}" if resolution["as_of"] else "")
+        lines.append(f"| {name} | {cell(side['packages']['certifi'])} | {botocore} | {store} | {cell(how)} |")
+    lines += [f"- note: {cell(n)}" for n in result["notes"]]
     return redact_markdown("\n".join([*lines, "", ""]))
 
 

@@ -328,25 +328,14 @@ def test_a_file_new_at_the_ref_is_skipped_with_a_note_in_json_and_the_summary(tm
 
 
 def test_the_summary_markdown_is_built_from_as_dict_alone():
-    result = {
-        "ok": False,
-        "summary": "FAIL: the upgrade breaks TLS to a|b",
-        "endpoints": [
-            {
-                "endpoint": "a|b",
-                "change": "broke",
-                "ok_before": True,
-                "ok_after": False,
-                "reason_after": "missing-root",
-            },
-            {"endpoint": "c", "change": "unknown", "ok_before": None, "ok_after": True},
-        ],  # fmt: skip
-        "sides": [
-            {"side": "before", "certifi": "2020.6.20", "botocore": "1.23.1", "botocore_from": "the file"}
-        ],
-    }
+    from helpers import upgrade
+
+    examples = ROOT / "docs" / "examples"
+    result = upgrade.run_check(examples / "incident-before.txt", examples / "incident-after.txt",
+                               runtime_botocore="1.23.1").as_dict()  # fmt: skip
+    result["endpoints"][0]["endpoint"] += "|x"  # a pipe in a cell must not split the table
     text = cli.summary_markdown("req.txt", result)
-    assert "❌ FAIL: the upgrade breaks TLS to a\\|b" in text
-    assert "| a\\|b | broke | pass | FAIL (missing-root) |" in text
-    assert "| c | unknown | ? | pass |" in text
-    assert "| before | 2020.6.20 | 1.23.1 (the file) |" in text
+    assert "❌ FAIL: the upgrade (certifi 2020.6.20 -> 2021.10.8" in text
+    assert "| data.iot.ap-northeast-2.amazonaws.com:443\\|x | broke | pass | FAIL (missing-root) |" in text
+    assert "- root at fault: VeriSign Class 3 Public Primary Certification Authority - G5 (sha256 `" in text
+    assert "| before | 2020.6.20 | 1.23.1 (runtime (given)) | certifi 2020.6.20 (certifi) | lock |" in text
