@@ -341,8 +341,10 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(release: ReleaseFile, settings: PipSettings, cache_dir: Path) -> tuple[Path, str]:
-    """Fetch the release's file with pip (hash-checked) into ``cache_dir``; return (path, how)."""
+def download(
+    release: ReleaseFile, settings: PipSettings, cache_dir: Path, *, project: str = PACKAGE
+) -> tuple[Path, str]:
+    """Fetch ``project``'s release file with pip (hash-checked) into ``cache_dir``; return (path, how)."""
     if not release.sha256:
         raise BuildError(f"{release.filename}: the index gives no sha256 for it; cannot verify a download")
     target = cache_dir / release.filename
@@ -353,7 +355,7 @@ def download(release: ReleaseFile, settings: PipSettings, cache_dir: Path) -> tu
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
-        requirements.write_text(f"{PACKAGE}=={release.version_on_index} --hash=sha256:{release.sha256}\n")
+        requirements.write_text(f"{project}=={release.version_on_index} --hash=sha256:{release.sha256}\n")
         kind = ["--only-binary", ":all:"] if release.filename.endswith(".whl") else ["--no-binary", ":all:"]
         out = Path(tmp) / "out"
         proc = _pip(
@@ -661,9 +663,8 @@ def build(
             for future in done:
                 item = futures[future]
                 path, how = future.result()
-                releases[normalize_version(item.version_on_index)] = _release_from_file(
-                    item, path, how, blocks
-                )
+                version = normalize_version(item.version_on_index)
+                releases[version] = _release_from_file(item, path, how, blocks)
                 bar.update(1)
     except BaseException:  # an error, Ctrl-C or SIGTERM: no new download, pip ended, the data untouched
         pool.shutdown(wait=False, cancel_futures=True)

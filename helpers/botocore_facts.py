@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from helpers import _aws
 from helpers._paths import data_file
 from helpers.incident import REGION, ROOT_AT_FAULT
-from helpers.kinds import HostClass, InputError, Rule, UnusableError
+from helpers.kinds import HostClass, InputError, KitError, Rule, UnusableError
 
 if TYPE_CHECKING:  # imported where used: the child Python of ca_bundle_without_certifi needs neither
     import pandas as pd
@@ -295,20 +295,40 @@ class DefaultEndpoint:
     vendored_has_verisign_g5: bool | None  # known only for probed releases
 
 
-def default_data_endpoint(botocore_version: str | None = None, *, region: str = REGION) -> DefaultEndpoint:
+def default_data_endpoint(
+    botocore_version: str | None = None, *, region: str = REGION, fetch: bool = False
+) -> DefaultEndpoint:
     """The default ``iot-data`` host of a botocore release (the installed one by default), from the table.
 
     A probed release is answered directly; one between two probed releases only when both agree.
     Outside the table (older than the oldest, newer than the newest probed, or between a disagreeing
-    pair) the result has ``covered=False`` and says why; a malformed version or a region the table
-    does not hold raises ValueError.
+    pair) the result has ``covered=False`` and says why; a malformed version raises InputError, and so
+    does a region the table does not hold unless ``fetch``. With ``fetch=True`` what the table lacks is
+    read from the release's own wheel (fetched through pip from the user's index, or from the kit's
+    cache); when that is impossible the result stays ``covered=False`` with the reason.
     """
     if botocore_version is None:
         import botocore
 
         botocore_version = botocore.__version__
     key = version_key(botocore_version)
-    _check_region(region)
+    if fetch and region not in set(_history()["region"]):
+        from helpers import _botocore_fetch
+
+        _botocore_fetch.check_region(region)
+        answer = DefaultEndpoint(
+            botocore_version, region, False, None, None, f"region {region!r} is not in the table", None
+        )
+    else:
+        _check_region(region)
+        answer = _table_endpoint(botocore_version, key, region)
+    if answer.covered or not fetch:
+        return answer
+    return _fetched_endpoint(botocore_version, region, answer.basis)
+
+
+def _table_endpoint(botocore_version: str, key: tuple[int, ...], region: str) -> DefaultEndpoint:
+    """:func:`default_data_endpoint` from the embedded table alone."""
     rows = _history()[lambda f: (f["region"] == region) & ~f["host_class"].isin(["absent", "error"])]
     rows = rows.sort_values("_key")
     exact = rows[rows["_key"] == key]
@@ -352,6 +372,33 @@ def default_data_endpoint(botocore_version: str | None = None, *, region: str = 
     )
 
 
+def _fetched_endpoint(botocore_version: str, region: str, table_says: str) -> DefaultEndpoint:
+    """:func:`default_data_endpoint` from the release's own wheel (fetched or cached), never a guess."""
+    from helpers import _botocore_fetch, endpoints
+
+    def uncovered(why: str) -> DefaultEndpoint:
+        return DefaultEndpoint(botocore_version, region, False, None, None, f"{table_says}; {why}", None)
+
+    try:
+        release = _botocore_fetch.release(botocore_version, regions=[region])
+    except KitError as exc:
+        return uncovered(f"could not read it from its wheel: {exc}")
+    if release.absent:
+        return uncovered(f"botocore {botocore_version} has no iot-data client ({release.basis})")
+    host = release.hosts.get(region, "error: not probed")
+    if host.startswith("error"):
+        return uncovered(f"botocore {botocore_version} made no iot-data client for {region}: {host}")
+    return DefaultEndpoint(
+        botocore_version,
+        region,
+        True,
+        host,
+        endpoints.classify(host),
+        release.basis,
+        release.has_verisign_g5 if release.cacert_path else None,
+    )
+
+
 @dataclass(frozen=True)
 class AtsBoundary:
     """Where the default ``iot-data`` host became ATS for one region, as probed."""
@@ -376,14 +423,41 @@ def ats_boundary(*, region: str = REGION) -> AtsBoundary:
     return AtsBoundary(region, low["version"], high["version"], high["released"], exact)
 
 
-def vendored_bundle(botocore_version: str) -> tuple[Bundle | None, str]:
+def vendored_bundle(botocore_version: str, *, fetch: bool = False) -> tuple[Bundle | None, str]:
     """botocore's vendored ``cacert.pem`` for a release, and how the kit knows it.
 
     The installed botocore's file is read directly. Otherwise the default-endpoint table (data/botocore)
     records the SHA-256 of each probed release's ``cacert.pem``; when it equals a certifi release's
     ``cacert.pem`` digest (data/certifi), that release's roots are exactly the vendored file's. A release
     between two probed ones that carry the same file is taken to carry it too (said in the rule).
+    When the data cannot say, ``fetch=True`` reads the file from the release's own wheel (fetched through
+    pip from the user's index, or from the kit's cache); (None, reason) when that is impossible too.
     """
+    bundle, rule = _vendored_from_data(botocore_version)
+    if bundle is not None or not fetch:
+        return bundle, rule
+    return _vendored_fetched(botocore_version, rule)
+
+
+def _vendored_fetched(botocore_version: str, data_says: str) -> tuple[Bundle | None, str]:
+    """:func:`vendored_bundle` from the release's own wheel (fetched or cached)."""
+    import dataclasses
+
+    from helpers import _botocore_fetch, bundles
+
+    try:
+        release = _botocore_fetch.release(botocore_version)
+    except KitError as exc:
+        return None, f"{data_says}; could not read it from its wheel: {exc}"
+    if release.pem is None:
+        return None, f"botocore {botocore_version}'s wheel holds no vendored cacert.pem ({release.basis})"
+    rule = f"botocore {botocore_version}'s vendored {release.cacert_path} ({release.basis})"
+    bundle = bundles.from_pem(release.pem, name="botocore-vendored", version=botocore_version)
+    return dataclasses.replace(bundle, source=rule), rule
+
+
+def _vendored_from_data(botocore_version: str) -> tuple[Bundle | None, str]:
+    """:func:`vendored_bundle` from the installed botocore and the kit's data alone."""
     import botocore
 
     from helpers import bundles

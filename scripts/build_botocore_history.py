@@ -27,42 +27,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import _x509, botocore_facts, endpoints  # noqa: E402
+from helpers import _botocore_fetch, botocore_facts, endpoints  # noqa: E402
 from helpers._io import atomic_write_text  # noqa: E402
 
-PRIMARY_REGION = "ap-northeast-2"  # the incident's region; the bisection runs on it
-EXTRA_REGIONS = ["us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1"]
-G5_CN = "VeriSign Class 3 Public Primary Certification Authority - G5"
+# The incident's region first (the bisection runs on it), then the others; the kit's fetch probes the same.
+PRIMARY_REGION, *EXTRA_REGIONS = _botocore_fetch.REGIONS
 SIMPLE_JSON = "https://pypi.org/simple/botocore/"
 CSV_NAME = "iot_data_default_endpoint.csv"
 PROVENANCE_NAME = "iot_data_default_endpoint.provenance.json"
-
-# Runs inside a child Python with only the extracted wheel (and, if needed, urllib3<2) in front.
-PROBE = r"""
-import json, sys
-wheel_dir, regions = sys.argv[1], sys.argv[2].split(",")
-import botocore, botocore.session
-assert botocore.__file__.startswith(wheel_dir), botocore.__file__
-session = botocore.session.get_session()
-out = {"botocore_file": botocore.__file__, "version": botocore.__version__, "hosts": {}}
-if "iot-data" not in session.get_available_services():
-    out["absent"] = True
-else:
-    for region in regions:
-        try:
-            client = session.create_client(
-                "iot-data", region_name=region,
-                aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="not-a-secret")
-            out["hosts"][region] = client.meta.endpoint_url
-        except Exception as exc:
-            out["hosts"][region] = "error: " + type(exc).__name__ + ": " + str(exc)[:200]
-print("PROBE-RESULT " + json.dumps(out))
-"""
 
 
 def log(message: str) -> None:
@@ -164,25 +140,8 @@ class Prober:
         return self._old_urllib3
 
     def _run_child(self, wheel_dir: Path, extra: list[Path]) -> tuple[dict | None, str]:
-        """Run PROBE with ``wheel_dir`` (and ``extra``) first on sys.path; (result or None, stderr tail)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(
-            AWS_CONFIG_FILE=os.devnull,
-            AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-            AWS_EC2_METADATA_DISABLED="true",
-        )
-        env.pop("PYTHONPATH", None)
-        paths = [str(wheel_dir), *map(str, extra)]
-        code = f"import sys; sys.path[:0] = {paths!r}\n" + PROBE
-        result = subprocess.run(
-            [sys.executable, "-c", code, str(wheel_dir), ",".join(self.regions)],
-            capture_output=True, text=True, env=env, timeout=120,
-        )  # fmt: skip
-        for line in result.stdout.splitlines():
-            if line.startswith("PROBE-RESULT "):
-                return json.loads(line.removeprefix("PROBE-RESULT ")), ""
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, re.sub(r" \(/[^)]*\)", "", tail)  # drop file paths from the error
+        """The shared probe with ``wheel_dir`` (then ``extra``) first on sys.path: (result or None, error)."""
+        return _botocore_fetch.run_probe(wheel_dir, self.regions, extra=extra)
 
     def probe(self, version: str, role: str) -> dict:
         """Default iot-data host per region and the vendored CA bundle of ``version`` (cached)."""
@@ -206,21 +165,14 @@ class Prober:
             "wheel": wheel.name,
             "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
             "method": method,
-            "hosts": {r: _host(u) for r, u in hosts.items()},
+            "hosts": {r: _botocore_fetch.host_of(u) for r, u in hosts.items()},
             "absent": bool(result.get("absent")),
             "roles": {role},
-            **vendored_cacert(wheel_dir),
+            **_botocore_fetch.vendored_cacert(wheel_dir),
         }
         log(f"  {version}: {record['hosts'].get(PRIMARY_REGION, 'no iot-data')} [{method}]")
         self.results[version] = record
         return record
-
-
-def _host(url_or_error: str) -> str:
-    """Host part of an endpoint URL (errors pass through)."""
-    if url_or_error.startswith("error:"):
-        return url_or_error
-    return url_or_error.split("://", 1)[-1].split("/", 1)[0]
 
 
 def endpoints_json_hosts(wheel_dir: Path, regions: list[str]) -> dict:
@@ -264,25 +216,6 @@ def endpoints_json_hosts(wheel_dir: Path, regions: list[str]) -> dict:
         )
         hosts[region] = template.format(service=prefix, region=region, dnsSuffix=part["dnsSuffix"])
     return {"hosts": hosts}
-
-
-def vendored_cacert(wheel_dir: Path) -> dict:
-    """The wheel's vendored CA bundle: where it is, its SHA-256, roots, and the G5 root if present."""
-    for relative in ("botocore/cacert.pem", "botocore/vendored/requests/cacert.pem"):
-        path = wheel_dir / relative
-        if path.exists():
-            data = path.read_bytes()
-            parsed = _x509.parse_pem(data)
-            g5 = [c for c in parsed.certificates if _x509.name_attr(c.subject, NameOID.COMMON_NAME) == G5_CN]
-            return {
-                "cacert_path": relative,
-                "cacert_sha256": hashlib.sha256(data).hexdigest(),
-                "cacert_roots": len(parsed.certificates),
-                "has_verisign_g5": bool(g5),
-                "verisign_g5_sha256": _x509.fingerprint(g5[0]) if g5 else "",
-            }
-    return {"cacert_path": "", "cacert_sha256": "", "cacert_roots": 0, "has_verisign_g5": False,
-            "verisign_g5_sha256": ""}  # fmt: skip
 
 
 def is_ats(record: dict) -> bool | None:
@@ -412,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             **boundary,
             "first_ats_released": times.get(boundary["first_ats"], "")[:10],
         },
-        "g5_match": f"subject CN == {G5_CN!r}",
+        "g5_match": f"subject CN == {_botocore_fetch.G5_CN!r}",
         "python": platform.python_version(),
         "pip": subprocess.run(
             [sys.executable, "-m", "pip", "--version"], capture_output=True, text=True

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tarfile
@@ -18,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _local_index import JSON_TYPE
+from _local_index import closed_port as _closed_port
+from _local_index import serve as _serve
 
 from helpers import _certifi_build, _io, _paths, bundles, pki
 from helpers._paths import ROOT
 from helpers.kinds import UnusableError
 
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 GARBAGE_BLOCK = b"-----BEGIN CERTIFICATE-----\nthis is not base64 at all!\n-----END CERTIFICATE-----\n"
 NOT_A_CERT_BLOCK = b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"  # DER INTEGER 1
 
@@ -67,29 +68,6 @@ class LocalIndex:
     def settings(self) -> _certifi_build.PipSettings:
         """pip settings pointing at this index only."""
         return _certifi_build.PipSettings(index_url=self.url, options=("--retries", "0"), timeout=10)
-
-
-def _serve(routes: dict[str, tuple[str, bytes]]):
-    """Start a threaded HTTP server for ``routes`` on 127.0.0.1; return (server, port)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
-            content_type, body = routes.get(self.path.split("?")[0], ("text/plain", None))
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):  # keep test output quiet
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
 
 
 def _page(files: dict[str, bytes], uploads: dict[str, str], versions: list[str], *, lie_about: str = ""):
@@ -168,13 +146,6 @@ def kit_data_at(monkeypatch):
 
     yield point
     bundles._certifi_data_loaded.cache_clear()
-
-
-def _closed_port() -> int:
-    """A 127.0.0.1 port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:

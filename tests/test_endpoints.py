@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import SSLError
 from botocore.httpsession import get_cert_path
 
-from helpers import _aws, _paths, botocore_facts, bundles, endpoints, incident, lab, pki
+from helpers import _aws, _botocore_fetch, _paths, botocore_facts, bundles, endpoints, incident, lab, pki
 from helpers._paths import ROOT
 
 # --- classify: the host classes as data ---------------------------------------------------------
@@ -368,7 +368,7 @@ def test_the_scripts_probe_and_its_endpoints_json_fallback_agree_with_botocore(t
     probed, error = script.Prober(tmp_path, regions)._run_child(site, [])
     assert probed is not None, error
     real = {r: _real_default_host(r) for r in regions}
-    assert {r: script._host(u) for r, u in probed["hosts"].items()} == real
+    assert {r: _botocore_fetch.host_of(u) for r, u in probed["hosts"].items()} == real
     assert script.endpoints_json_hosts(site, regions)["hosts"] == real
 
 

@@ -16,10 +16,11 @@ MODULES = sorted((ROOT / "helpers").glob("*.py"))
 # A private module serves the public module named here (or, for shared internals, the package).
 PRIVATE_MODULE_USERS = {
     "_aws": {"botocore_facts", "endpoints", "lab"},
-    "_certifi_build": {"cli", "_resolver"},
+    "_botocore_fetch": {"botocore_facts"},  # and scripts/build_botocore_history.py (not covered here)
+    "_certifi_build": {"cli", "_botocore_fetch", "_resolver"},
     "_certifi_store": {"bundles", "_certifi_build"},
     "_git": {"cli"},
-    "_cache": {"bundles", "_certifi_build", "_lab_twins", "lab"},
+    "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_twins", "lab"},
     "_io": None,  # shared: atomic writes
     "_lab_routing": {"lab"},
     "_lab_twins": {"lab"},
