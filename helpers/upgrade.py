@@ -159,7 +159,8 @@ def side(
     session's ``ca_bundle``, ``AWS_CA_BUNDLE``, the config file's ``ca_bundle``, ``REQUESTS_CA_BUNDLE``,
     first wins) -> ``certifi.where()`` whenever certifi is importable -> its vendored ``cacert.pem``.
     A side that installs no botocore (a Lambda layer: the runtime provides it) uses ``runtime_botocore``
-    (default: the installed botocore).
+    (default: the installed botocore). A botocore release the kit's data lacks is read from its own wheel
+    through pip (cached); ``use_pip=False`` (offline) leaves it unknown, which fails the gate.
     """
     import botocore
 
@@ -194,12 +195,12 @@ def side(
             f"certifi {environment.certifi} is installed, so botocore loads certifi.where()",
         )
     else:
-        bundle, rule = botocore_facts.vendored_bundle(botocore_version)
+        bundle, rule = botocore_facts.vendored_bundle(botocore_version, fetch=use_pip)
         chosen, rule = (
             Rule.BOTOCORE_VENDORED,
             "no certifi, so botocore loads its vendored cacert.pem: " + rule,
         )
-    default = botocore_facts.default_data_endpoint(botocore_version, region=region or REGION)
+    default = botocore_facts.default_data_endpoint(botocore_version, region=region or REGION, fetch=use_pip)
     return Side(name, environment, botocore_version, botocore_from, bundle, rule, default, chosen, path)
 
 

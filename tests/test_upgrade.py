@@ -522,3 +522,18 @@ def test_papermill_sees_every_parameter(name):
     )
     declared = [node.target.id for node in ast.parse(cell.source).body]
     assert declared and list(papermill.inspect_notebook(str(path))) == declared
+
+
+def test_a_botocore_the_data_lacks_is_unknown_and_fails_the_gate_unless_allowed():
+    """Offline (no pip), a runtime botocore newer than every probed release cannot be checked: exit 1."""
+    result = upgrade.run_check(
+        EXAMPLES / "incident-before.txt",
+        EXAMPLES / "incident-after.txt",
+        runtime_botocore="9.0.0",
+        use_pip=False,
+    )
+    assert result.unknown == [upgrade.DEFAULT_HOST_LABEL] and result.exit_code == 1
+    assert "newer than the newest probed release" in result.changes().iloc[-1]["message_after"]
+    assert result.summary().startswith("FAIL: the upgrade")  # data.iot still breaks: that comes first
+    result.allow_unknown = True
+    assert result.exit_code == 1  # allowing unknowns never hides a break
