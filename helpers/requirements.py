@@ -346,7 +346,14 @@ def _marker_holds(path: Path, marker: str | Marker | None, target: Target, **ext
     try:
         return target.applies(marker, **extras)
     except (InvalidMarker, ValueError, KeyError) as exc:
-        raise ResolutionError(f"{path}: cannot evaluate marker {str(marker)!r} ({exc})") from None
+        raise ResolutionError(
+            f"{path}: cannot evaluate marker {str(marker)!r} ({_first_line(exc)})"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """An exception's message, first line only (packaging's parse errors draw a caret below)."""
+    return (str(exc).splitlines() or [exc.__class__.__name__])[0].strip()
 
 
 # --- pip freeze ------------------------------------------------------------------------------------
@@ -515,7 +522,9 @@ def _from_pylock(path: Path, target: Target, groups: Sequence[str]) -> dict[str,
         try:
             holds = "marker" not in entry or Marker(entry["marker"]).evaluate(environment, "lock_file")
         except (InvalidMarker, ValueError, KeyError, TypeError) as exc:
-            raise ResolutionError(f"{path}: cannot evaluate marker {entry.get('marker')!r} ({exc})") from None
+            raise ResolutionError(
+                f"{path}: cannot evaluate marker {entry.get('marker')!r} ({_first_line(exc)})"
+            ) from None
         if holds:
             chosen.append(entry)
     return _single_versions(path, _collect(chosen), target)
@@ -810,7 +819,12 @@ def _from_uv_lock(path: Path, target: Target, groups: Sequence[str]) -> dict[str
     roots = _uv_roots(data, entries)
     if not roots:  # a lock with no project in it (hand-made): every package, as before
         return _single_versions(path, _collect(entries), target)
-    return _single_versions(path, _collect(_UvWalk(path, entries, target).run(roots, groups)), target)
+    installed = [
+        entry
+        for entry in _UvWalk(path, entries, target).run(roots, groups)
+        if not (isinstance(entry.get("source"), dict) and "virtual" in entry["source"])  # not installed
+    ]
+    return _single_versions(path, _collect(installed), target)
 
 
 _LOCK_READERS = {
@@ -839,7 +853,7 @@ def read_lock(
         raise
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ResolutionError(
-            f"{path}: not a well-formed {path.name} ({exc.__class__.__name__}: {exc})"
+            f"{path}: not a well-formed {path.name} ({exc.__class__.__name__}: {_first_line(exc)})"
         ) from None
 
 

@@ -33,7 +33,10 @@ TOOLS = {
         "pdm.lock",
     ),
     "uv": (["uv==0.13.9"], ["uv", "lock"], "uv.lock"),
+    "pipenv": (["pipenv==2025.0.4"], ["pipenv", "lock"], "Pipfile.lock"),
 }
+# after locking, also export the lock as PEP 751 pylock.toml (uv cases named here)
+PYLOCK_EXPORT = (["uv", "export", "--format", "pylock.toml", "--frozen", "-o", "pylock.toml"], "pylock.toml")
 
 MAIN = "python-dateutil==2.8.2"  # pulls six: the main graph has a transitive edge and no certifi
 CERTIFI_BEFORE, CERTIFI_AFTER = "2020.6.20", "2021.10.8"
@@ -78,6 +81,18 @@ POETRY1_BY_PYTHON = {
 }
 
 
+PIPFILE = f"""[packages]
+python-dateutil = "==2.8.2"
+jmespath = {{version = "==1.0.1", markers = "sys_platform == 'darwin'"}}
+
+[dev-packages]
+certifi = "=={CERTIFI_BEFORE}"
+
+[requires]
+python_version = "3.11"
+"""
+
+
 @dataclass(frozen=True)
 class Case:
     """One folder of tests/data/locks: a tool and the project it locks."""
@@ -85,6 +100,8 @@ class Case:
     name: str
     tool: str
     pyproject: str
+    project_file: str = "pyproject.toml"
+    export_pylock: bool = False
 
 
 def _cases() -> list[Case]:
@@ -104,8 +121,9 @@ def _cases() -> list[Case]:
             Case(f"poetry14-dev-{side}", "poetry-1.4", _poetry1(POETRY1_MAIN, {"certifi": f'"{certifi}"'})),
         ]
     cases += [
-        Case("uv-markers", "uv", _pep621([MAIN, *BY_PYTHON], [])),
-        Case("uv-platform", "uv", _pep621([MAIN, *BY_PLATFORM], [])),
+        Case("uv-markers", "uv", _pep621([MAIN, *BY_PYTHON], []), export_pylock=True),
+        Case("uv-platform", "uv", _pep621([MAIN, *BY_PLATFORM], []), export_pylock=True),
+        Case("pipenv-dev-markers", "pipenv", PIPFILE, project_file="Pipfile"),
         Case("poetry2-markers", "poetry-2", _pep621([MAIN, *BY_PYTHON], [], extra=POETRY2_EXTRA)),
         Case("poetry18-markers", "poetry-1.8", _poetry1({**POETRY1_MAIN, **POETRY1_BY_PYTHON}, {})),
     ]
@@ -145,7 +163,7 @@ def make(case: Case, *, base: Path, out: Path) -> Path:
     project = base / case.name
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir()
-    (project / "pyproject.toml").write_text(case.pyproject)
+    (project / case.project_file).write_text(case.pyproject)
     command, lock_name = TOOLS[case.tool][1], TOOLS[case.tool][2]
     env = {
         **os.environ,
@@ -156,12 +174,17 @@ def make(case: Case, *, base: Path, out: Path) -> Path:
     }
     env.pop("VIRTUAL_ENV", None)
     _run(command, cwd=project, env=env)
+    outputs = [case.project_file, lock_name]
+    if case.export_pylock:
+        _run(PYLOCK_EXPORT[0], cwd=project, env=env)
+        outputs.append(PYLOCK_EXPORT[1])
+        command = [*command, "&&", *PYLOCK_EXPORT[0]]
     target = out / case.name
     staged = out / f".{case.name}.tmp"
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir(parents=True)
-    shutil.copy(project / "pyproject.toml", staged / "pyproject.toml")
-    shutil.copy(project / lock_name, staged / lock_name)
+    for output in outputs:
+        shutil.copy(project / output, staged / output)
     distribution = TOOLS[case.tool][0][0].split("==")[0]
     (staged / "PROVENANCE.md").write_text(
         f"{distribution} {version}, `{' '.join(command)}` against PyPI, {dt.date.today().isoformat()}, "
