@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform as platform_module
 import re
 import subprocess
 import sys
@@ -86,14 +85,9 @@ class Target:
     def current(cls) -> Target:
         """The running interpreter's version and platform."""
         environment = default_environment()
-        machine = environment["platform_machine"]
-        for name, values in PLATFORMS.items():
-            if values["sys_platform"] == sys.platform and values["platform_machine"].lower() in (
-                machine.lower(),
-                {"arm64": "aarch64", "aarch64": "arm64"}.get(machine.lower(), ""),
-            ):
-                return cls(environment["python_version"], name)
-        return cls(environment["python_version"], f"{sys.platform}-{platform_module.machine()}")
+        here = (environment["sys_platform"], environment["platform_machine"].lower())
+        known = {(v["sys_platform"], v["platform_machine"].lower()): name for name, v in PLATFORMS.items()}
+        return cls(environment["python_version"], known.get(here, "-".join(here)))
 
     @classmethod
     def parse(cls, python_version: str | None, platform: str | None) -> Target:

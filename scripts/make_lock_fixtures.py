@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import shutil
 import subprocess
@@ -33,7 +34,7 @@ TOOLS = {
         "pdm.lock",
     ),
     "uv": (["uv==0.13.9"], ["uv", "lock"], "uv.lock"),
-    "pipenv": (["pipenv==2025.0.4"], ["pipenv", "lock"], "Pipfile.lock"),
+    "pipenv": (["pipenv==2026.10.3"], ["pipenv", "lock"], "Pipfile.lock"),
 }
 # after locking, also export the lock as PEP 751 pylock.toml (uv cases named here)
 PYLOCK_EXPORT = (["uv", "export", "--format", "pylock.toml", "--frozen", "-o", "pylock.toml"], "pylock.toml")
@@ -53,13 +54,13 @@ BY_PLATFORM = [
 def _pep621(dependencies: list[str], dev: list[str], *, extra: str = "") -> str:
     """A [project] with PEP 735 dependency groups (uv, pdm)."""
     lines = ['[project]\nname = "case"\nversion = "0.1.0"\nrequires-python = ">=3.9"\ndependencies = [']
-    lines += [f"    {d!r}," for d in dependencies] + ["]"]
+    lines += [f"    {json.dumps(d)}," for d in dependencies] + ["]"]  # a JSON string is a TOML string
     if dev:
-        lines += ["", "[dependency-groups]", "dev = [" + ", ".join(repr(d) for d in dev) + "]"]
-    return "\n".join(lines).replace("'", '"') + "\n" + extra
+        lines += ["", "[dependency-groups]", f"dev = {json.dumps(dev)}"]
+    return "\n".join(lines) + "\n" + extra
 
 
-def _poetry1(dependencies: dict[str, str], dev: dict[str, str]) -> str:
+def _poetry1(dependencies: dict[str, str], dev: dict[str, str], *, source: str) -> str:
     """A [tool.poetry] project (Poetry 1.x): dependencies as Poetry constraints."""
     text = (
         '[tool.poetry]\nname = "case"\nversion = "0.1.0"\ndescription = ""\n'
@@ -69,10 +70,18 @@ def _poetry1(dependencies: dict[str, str], dev: dict[str, str]) -> str:
     if dev:
         text += "\n[tool.poetry.group.dev.dependencies]\n"
         text += "".join(f"{name} = {value}\n" for name, value in dev.items())
-    return text + '\n[build-system]\nrequires = ["poetry-core"]\nbuild-backend = "poetry.core.masonry.api"\n'
+    return (
+        text
+        + source
+        + '\n[build-system]\nrequires = ["poetry-core"]\nbuild-backend = "poetry.core.masonry.api"\n'
+    )
 
 
-POETRY2_EXTRA = "\n[tool.poetry]\npackage-mode = false\n"
+# Poetry reads PyPI through its JSON API, which this network does not serve: name the simple index
+POETRY_SOURCE = '\n[[tool.poetry.source]]\nname = "pypi-simple"\nurl = "https://pypi.org/simple/"\n'
+POETRY2_EXTRA = "\n[tool.poetry]\npackage-mode = false\n" + POETRY_SOURCE + 'priority = "primary"\n'
+POETRY18_SOURCE = POETRY_SOURCE + 'priority = "primary"\n'
+POETRY14_SOURCE = POETRY_SOURCE + "default = true\n"
 PDM_EXTRA = "\n[tool.pdm]\ndistribution = false\n"
 POETRY1_MAIN = {"python-dateutil": '"2.8.2"'}
 POETRY1_BY_PYTHON = {
@@ -117,15 +126,27 @@ def _cases() -> list[Case]:
                 _pep621([MAIN], [], extra=POETRY2_EXTRA)
                 + f'\n[tool.poetry.group.dev.dependencies]\ncertifi = "{certifi}"\n',
             ),
-            Case(f"poetry18-dev-{side}", "poetry-1.8", _poetry1(POETRY1_MAIN, {"certifi": f'"{certifi}"'})),
-            Case(f"poetry14-dev-{side}", "poetry-1.4", _poetry1(POETRY1_MAIN, {"certifi": f'"{certifi}"'})),
+            Case(
+                f"poetry18-dev-{side}",
+                "poetry-1.8",
+                _poetry1(POETRY1_MAIN, {"certifi": f'"{certifi}"'}, source=POETRY18_SOURCE),
+            ),
+            Case(
+                f"poetry14-dev-{side}",
+                "poetry-1.4",
+                _poetry1(POETRY1_MAIN, {"certifi": f'"{certifi}"'}, source=POETRY14_SOURCE),
+            ),
         ]
     cases += [
         Case("uv-markers", "uv", _pep621([MAIN, *BY_PYTHON], []), export_pylock=True),
         Case("uv-platform", "uv", _pep621([MAIN, *BY_PLATFORM], []), export_pylock=True),
         Case("pipenv-dev-markers", "pipenv", PIPFILE, project_file="Pipfile"),
         Case("poetry2-markers", "poetry-2", _pep621([MAIN, *BY_PYTHON], [], extra=POETRY2_EXTRA)),
-        Case("poetry18-markers", "poetry-1.8", _poetry1({**POETRY1_MAIN, **POETRY1_BY_PYTHON}, {})),
+        Case(
+            "poetry18-markers",
+            "poetry-1.8",
+            _poetry1({**POETRY1_MAIN, **POETRY1_BY_PYTHON}, {}, source=POETRY18_SOURCE),
+        ),
     ]
     return cases
 
