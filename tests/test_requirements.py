@@ -4,6 +4,7 @@ lock files real tools wrote (tests/data/locks/, made by scripts/make_lock_fixtur
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -160,6 +161,23 @@ def test_resolving_for_another_target_or_a_date_is_not_done_with_pip(tmp_path):
         requirements.resolve(path, target=other)
     with pytest.raises(ResolutionError, match="not wired"):
         requirements.resolve(path, as_of="2024-06-01")
+
+
+@pytest.mark.slow
+def test_a_resolver_reports_what_it_floated(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "index", "versions", "six", "--retries", "1", "--timeout", "15"],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip("the package index cannot be reached (pip index versions six failed)")
+    _write(tmp_path, {"constraints.txt": "six==1.16.0\n"})
+    path = _write(tmp_path, {"requirements.txt": "-c constraints.txt\npython-dateutil==2.8.2\n"})
+    environment = requirements.resolve(path)
+    assert environment.method == "pip"
+    assert environment.packages == {"python-dateutil": "2.8.2", "six": "1.16.0"}  # the constraint held
+    assert environment.floated == ("six",)  # pinned only as a constraint: the resolver chose it
 
 
 # --- pip freeze ------------------------------------------------------------------------------------
