@@ -42,12 +42,8 @@ def test_requirements_pins_hashes_includes_and_constraints(tmp_path):
         "-e ./local-package\n"
     )
     parsed = requirements.parse_requirements(tmp_path / "requirements.txt")
-    assert parsed.pins == {
-        "botocore": "1.23.1",
-        "urllib3": "1.26.7",
-        "requests": "2.26.0",
-        "certifi": "2021.10.8",
-    }
+    assert parsed.pins == {"botocore": "1.23.1", "requests": "2.26.0", "certifi": "2021.10.8"}
+    assert parsed.constraints == {"urllib3": "1.26.7"}  # a constraint installs nothing by itself
     assert parsed.unpinned == ["idna>=2.5,<4", "charset-normalizer==2.0.*", "-e ./local-package"]
     assert parsed.hashed == 1
     assert not parsed.complete
