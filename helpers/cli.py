@@ -102,6 +102,16 @@ def parse_at(text: str | None) -> dt.datetime | None:
         raise UsageError(f"bad --at {text!r}: {exc}") from None
 
 
+def _as_of(text: str | None, option: str) -> dt.date | dt.datetime | None:
+    """--as-of DATE: 'YYYY-MM-DD' (the whole day, UTC) or an ISO 8601 time (naive = UTC); None for none."""
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text) if len(text.strip()) == 10 else dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"bad {option} {text!r}: use YYYY-MM-DD or an ISO 8601 time") from None
+
+
 def load_bundles(spec: str, *, option: str = "--bundle") -> list:
     """--bundle: certifi==V | certifi==all | installed | botocore | system | PATH -> Bundles."""
     from helpers import bundles
@@ -411,8 +421,17 @@ def _upgrade_check(args: argparse.Namespace) -> int:
     from helpers import requirements, upgrade
 
     try:  # what each side installs, first: a bad file is named before anything else is looked at
+        target = requirements.Target.parse(args.python_version, args.platform)
         before, after = (
-            requirements.resolve(spec, use_pip=not args.no_pip) for spec in (args.before, args.after)
+            requirements.resolve(
+                spec,
+                use_pip=not args.no_pip,
+                target=target,
+                groups=args.group or (),
+                freeze=args.freeze in (name, "both"),
+                as_of=_as_of(getattr(args, f"{name}_as_of") or args.as_of, f"--{name}-as-of"),
+            )
+            for name, spec in (("before", args.before), ("after", args.after))
         )
         common = upgrade.parse_ca_bundles(args.ca_bundle or [])
         declared = {
@@ -750,7 +769,29 @@ def _add_subcommands(sub) -> None:
         metavar="VERSION",
         help="botocore of a side whose file installs none (e.g. Lambda's runtime; default: installed)",
     )
-    p.add_argument("--no-pip", action="store_true", help="never resolve with pip: pins and lock files only")
+    p.add_argument(
+        "--no-pip",
+        action="store_true",
+        help="offline: never resolve or fetch through the index (pins, locks and freezes only)",
+    )
+    p.add_argument("--as-of", metavar="DATE", help="resolve unpinned sides as the index stood on DATE")
+    p.add_argument("--before-as-of", metavar="DATE", help="the same for the before side (wins over --as-of)")
+    p.add_argument("--after-as-of", metavar="DATE", help="the same for the after side (wins over --as-of)")
+    p.add_argument("--python-version", metavar="X.Y", help="the target's Python (default: this one)")
+    p.add_argument(
+        "--platform",
+        metavar="NAME",
+        help="the target's platform: linux-x86_64, linux-aarch64, macos-x86_64, macos-arm64, windows-x86_64 "
+        "(default: this machine; AWS Lambda: linux-x86_64 or linux-aarch64)",
+    )
+    p.add_argument(
+        "--group", action="append", metavar="NAME", help="also install this lock-file group (e.g. dev)"
+    )
+    p.add_argument(
+        "--freeze",
+        choices=["before", "after", "both"],
+        help="read that side's file as `pip freeze` output: everything installed, nothing resolved",
+    )
     for flag, whose in (("--ca-bundle", "both sides'"), ("--before-ca-bundle", "the before side's"),
                         ("--after-ca-bundle", "the after side's")):  # fmt: skip
         p.add_argument(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import tomllib
@@ -44,7 +43,6 @@ __all__ = [
     "read_freeze",
     "read_lock",
     "resolve",
-    "resolve_with_pip",
     "spec_path",
 ]
 
@@ -156,12 +154,13 @@ class Environment:
 
     source: str
     # "lock" (a complete lock or pinned file), "pins" (pinned in the file), "freeze" (pip freeze of an
-    # installed environment), "pip" (a resolver's report)
+    # installed environment), "resolved" (uv's resolution, as of a date or today)
     method: str
     packages: dict[str, str] = field(default_factory=dict)
     note: str = ""
     target: str = ""  # Target.label the file was read for
     floated: tuple[str, ...] = ()  # packages a resolver chose that the file did not pin
+    as_of: str = ""  # the date a resolver read the index as of ("" when as of today, or not resolved)
 
     @property
     def certifi(self) -> str | None:
@@ -854,61 +853,6 @@ def read_lock(
 # --- resolution ------------------------------------------------------------------------------------
 
 
-def resolve_with_pip(requirements_path: str | os.PathLike, *, timeout: float = 300.0) -> dict[str, str]:
-    """name -> version that ``pip install -r FILE`` would install here (pip's dry-run JSON report).
-
-    Uses the user's pip configuration (index, mirror, proxy). Raises ResolutionError with pip's
-    own one-line reason when resolution fails or the index cannot be reached.
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--dry-run",
-        "--ignore-installed",
-        "--quiet",
-        "--no-input",
-        "--disable-pip-version-check",
-        "--retries",
-        "1",
-        "--report",
-        "-",
-        "-r",
-        str(requirements_path),
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise ResolutionError(
-            f"{requirements_path}: pip did not finish resolving within {timeout:.0f} s"
-        ) from None
-    if done.returncode != 0:
-        raise ResolutionError(f"{requirements_path}: pip could not resolve it: {_pip_reason(done.stderr)}")
-    try:
-        report = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise ResolutionError(f"{requirements_path}: pip printed no installation report") from None
-    return {
-        normalize(item["metadata"]["name"]): item["metadata"]["version"] for item in report.get("install", [])
-    }
-
-
-def _pip_reason(stderr: str) -> str:
-    """The line of pip's stderr that says why it failed."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("ERROR:")]
-    unreachable = any("NewConnectionError" in line or "Max retries exceeded" in line for line in lines)
-    reason = errors[0].removeprefix("ERROR:").strip() if errors else (lines[-1] if lines else "unknown error")
-    versions = re.search(r"\(from versions: ([^)]*)\)", reason)
-    if versions and versions.group(1).count(",") > 4:
-        listed = versions.group(1).split(", ")
-        reason = reason.replace(versions.group(0), f"(from versions: {listed[0]} ... {listed[-1]})")
-    if unreachable:
-        reason = f"the package index cannot be reached ({reason})"
-    return reason[:300]
-
-
 def _inline_requirements(text: str) -> Path:
     """Write inline requirement specifiers ('requests==2.26.0 certifi==2021.10.8') to a temp file."""
     specs = [s for s in re.split(r"[\s,]+", text.strip()) if s]
@@ -937,22 +881,6 @@ def spec_path(path_or_pins: str, *, name: str = "spec") -> str:
         )
     candidate = ROOT / path_or_pins
     return str(candidate) if not Path(path_or_pins).exists() and candidate.exists() else path_or_pins
-
-
-def _resolve_unpinned(req_path: Path, *, target: Target, as_of: Any = None) -> dict[str, str]:
-    """name -> version a resolver picks for a requirements file that leaves packages open.
-
-    The integrator points this at the uv-based resolver (time-true with ``as_of``, any target); pip's
-    dry run can only resolve for the running interpreter, today.
-    """
-    if as_of is not None:
-        raise ResolutionError(f"{req_path}: resolving as of a date is not wired to a resolver yet")
-    if target != Target.current():
-        raise ResolutionError(
-            f"{req_path}: pip resolves only for the running interpreter ({Target.current().label}), "
-            f"not {target.label}; pin certifi and botocore or use a lock file"
-        )
-    return resolve_with_pip(req_path)
 
 
 def _check_path(text: str, path: Path, *, inline: bool) -> None:
@@ -1034,16 +962,36 @@ def _from_requirements(
         )
     if not use_pip:
         raise ResolutionError(
-            f"{label}: certifi/botocore are not both pinned and resolving with pip is off; "
-            "pin them or use a lock file"
+            f"{label}: certifi/botocore are not both pinned and resolving is off (--no-pip); "
+            "pin them, use a lock file, or let the gate resolve"
         )
-    packages = _resolve_unpinned(req_path, target=target, as_of=as_of)
-    floated = tuple(sorted(name for name in packages if name not in requirements.pins))
+    from helpers import _resolver  # imported here: it imports this module
+
+    resolution = _resolver.resolve(
+        req_path, as_of=as_of, python_version=target.python_version, platform=target.platform
+    )
+    floated = tuple(sorted(name for name in resolution.packages if name not in requirements.pins))
+    watched_first = sorted(floated, key=lambda name: name not in WATCHED)  # certifi, botocore, ... first
+    chose = ", ".join(f"{name} {resolution.packages[name]}" for name in watched_first) or "nothing"
+    when = f"as of {_shown_date(as_of)}" if as_of is not None else f"as of today ({_today()}: no date given)"
     return Environment(
         label,
-        "pip",
-        packages,
-        note="resolved with pip install --dry-run --report",
+        "resolved",
+        resolution.packages,
+        note=f"resolved with {resolution.resolver} from {resolution.index} {when}; it chose {chose}",
         target=where,
         floated=floated,
+        as_of=_shown_date(as_of) if as_of is not None else "",
     )
+
+
+def _shown_date(value) -> str:
+    """A date or time as the user gave it, in ISO 8601."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _today() -> str:
+    """Today's date (UTC), ISO 8601."""
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).date().isoformat()

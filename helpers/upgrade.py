@@ -13,7 +13,7 @@ import pandas as pd
 
 from helpers.incident import REGION
 from helpers.kinds import Change, InputError, Mode, Reason, Rule
-from helpers.requirements import WATCHED, Environment, ResolutionError, resolve
+from helpers.requirements import WATCHED, Environment, ResolutionError, Target, resolve
 
 if TYPE_CHECKING:
     from helpers.botocore_facts import DefaultEndpoint
@@ -152,6 +152,7 @@ def side(
     region: str | None = None,
     use_pip: bool = True,
     ca_bundles: Mapping[Rule, str] | None = None,
+    resolve_options: Mapping[str, object] | None = None,
 ) -> Side:
     """Resolve one side: its packages, the trust store botocore would use, its default iot-data host.
 
@@ -167,7 +168,10 @@ def side(
     from helpers import botocore_facts, bundles
     from helpers._paths import kit_path
 
-    environment = spec if isinstance(spec, Environment) else resolve(spec, use_pip=use_pip)
+    if isinstance(spec, Environment):
+        environment = spec
+    else:  # resolve_options: requirements.resolve's target, groups, freeze, as_of
+        environment = resolve(spec, use_pip=use_pip, **(resolve_options or {}))
     if environment.botocore:
         botocore_version, botocore_from = environment.botocore, "the file"
     else:
@@ -312,6 +316,9 @@ class UpgradeCheck:
                 "check the endpoints and the trust stores"
             )
         tail = f"; warning: {unknown}" if unknown else ""
+        today = [s.name for s in (b, a) if s.environment.method == "resolved" and not s.environment.as_of]
+        if today:  # both resolved today can hide what a dated rebuild pulls in: say so in the verdict line
+            tail += f"; the {' and '.join(today)} side resolved as of today (--as-of DATE for a past build)"
         return f"ok: the upgrade ({move}) breaks no endpoint that worked before{tail}"
 
     def as_dict(self) -> dict:
@@ -382,9 +389,9 @@ def _side_dict(s: Side) -> dict:
         "resolution": {
             "method": env.method,
             "note": env.note,
-            "as_of": _iso(getattr(env, "as_of", None)),
-            "target": getattr(env, "target", None),
-            "floated": list(getattr(env, "floated", ())),
+            "as_of": env.as_of or None,
+            "target": env.target or None,
+            "floated": list(env.floated),
         },
         "packages": {name: env.packages.get(name) for name in WATCHED},
         "botocore": {"version": s.botocore, "from": s.botocore_from},
@@ -401,11 +408,6 @@ def _side_dict(s: Side) -> dict:
             "basis": default.basis if default is not None else None,
         },
     }
-
-
-def _iso(value) -> str | None:
-    """A date or time as ISO 8601, or None."""
-    return value.isoformat() if value is not None else None
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -512,6 +514,10 @@ def run_check(
     before_ca_bundles: Mapping[Rule, str] | None = None,
     after_ca_bundles: Mapping[Rule, str] | None = None,
     allow_unknown: bool = False,
+    before_as_of: dt.date | dt.datetime | None = None,
+    after_as_of: dt.date | dt.datetime | None = None,
+    target: Target | None = None,
+    groups: Sequence[str] = (),
 ) -> UpgradeCheck:
     """The whole upgrade check in one call: what ``atskit upgrade-check`` and notebooks 04/05 run.
 
@@ -521,7 +527,9 @@ def run_check(
     ``save_dir``: also save each captured chain there. ``before_ca_bundles``/``after_ca_bundles``: the
     CA-bundle settings each side's runtime makes (:func:`parse_ca_bundles`); with none declared, settings
     of this shell are named in the result's notes, not applied. ``allow_unknown``: an endpoint that could
-    not be checked warns instead of failing.
+    not be checked warns instead of failing. ``before_as_of``/``after_as_of``: resolve an unpinned side as
+    the index stood then; ``target``/``groups``: what a side installs for that Python and platform, with
+    those lock-file groups (:func:`helpers.requirements.resolve`).
     """
     mode = Mode(mode)
     region = region or REGION
@@ -530,6 +538,7 @@ def run_check(
     if mode is Mode.SAVED and not chain_files:
         raise InputError("mode='saved' needs chain_files=['path/to/chain.pem', ...]")
     declared = {"before": before_ca_bundles, "after": after_ca_bundles}
+    dates = {"before": before_as_of, "after": after_as_of}
     sides = [
         side(
             name,
@@ -538,7 +547,8 @@ def run_check(
             region=region,
             use_pip=use_pip,
             ca_bundles=declared[name],
-        )  # fmt: skip
+            resolve_options={"target": target, "groups": groups, "as_of": dates[name]},
+        )
         for name, spec in (("before", before), ("after", after))
     ]
     notes = [] if any(declared.values()) else ignored_ca_settings()

@@ -3,8 +3,8 @@ lock files real tools wrote (tests/data/locks/, made by scripts/make_lock_fixtur
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -154,30 +154,20 @@ def test_compiled_output_with_markers_stays_complete(tmp_path):
     assert (environment.method, environment.packages) == ("lock", {"certifi": AFTER, "six": "1.16.0"})
 
 
-def test_resolving_for_another_target_or_a_date_is_not_done_with_pip(tmp_path):
-    path = _write(tmp_path, {"requirements.txt": "boto3\n"})
-    other = Target("3.13" if Target.current().python_version != "3.13" else "3.12", "windows-x86_64")
-    with pytest.raises(ResolutionError, match="pip resolves only for the running interpreter"):
-        requirements.resolve(path, target=other)
-    with pytest.raises(ResolutionError, match="not wired"):
-        requirements.resolve(path, as_of="2024-06-01")
-
-
-@pytest.mark.slow
-def test_a_resolver_reports_what_it_floated(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "index", "versions", "six", "--retries", "1", "--timeout", "15"],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip("the package index cannot be reached (pip index versions six failed)")
-    _write(tmp_path, {"constraints.txt": "six==1.16.0\n"})
-    path = _write(tmp_path, {"requirements.txt": "-c constraints.txt\npython-dateutil==2.8.2\n"})
+def test_a_resolver_reports_what_it_floated_and_as_of_when(tmp_path, local_index):
+    """tests/data/index (a partial PyPI mirror) through uv: a constraint holds, and is not a pin."""
+    _write(tmp_path, {"constraints.txt": "certifi==2020.6.20\n"})
+    path = _write(tmp_path, {"requirements.txt": "-c constraints.txt\nrequests==2.24.0\n"})
     environment = requirements.resolve(path)
-    assert environment.method == "pip"
-    assert environment.packages == {"python-dateutil": "2.8.2", "six": "1.16.0"}  # the constraint held
-    assert environment.floated == ("six",)  # pinned only as a constraint: the resolver chose it
+    assert environment.method == "resolved" and environment.as_of == ""
+    assert environment.certifi == "2020.6.20"  # the constraint held (the mirror's newest is 2022.5.18.1)
+    assert environment.floated == ("certifi", "chardet", "idna", "urllib3")  # constraints pin nothing
+    assert "as of today" in environment.note and "it chose certifi 2020.6.20" in environment.note
+    dated = requirements.resolve(
+        _write(tmp_path, {"r.txt": "requests==2.26.0\n"}), as_of=dt.date(2021, 12, 1)
+    )
+    assert (dated.certifi, dated.as_of) == ("2021.10.8", "2021-12-01")
+    assert "as of 2021-12-01" in dated.note
 
 
 # --- pip freeze ------------------------------------------------------------------------------------

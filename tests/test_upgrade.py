@@ -9,7 +9,6 @@ import sys
 
 import pytest
 from cryptography import x509
-from packaging.version import Version
 
 from helpers import _x509, botocore_facts, bundles, incident, requirements, upgrade
 from helpers._paths import ROOT
@@ -196,78 +195,197 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, name, text, message):
 def test_unpinned_without_pip_is_refused(tmp_path):
     path = tmp_path / "requirements.txt"
     path.write_text("requests==2.26.0\n")
-    with pytest.raises(ResolutionError, match="resolving with pip is off"):
+    with pytest.raises(ResolutionError, match=r"resolving is off \(--no-pip\)"):
         requirements.resolve(path, use_pip=False)
 
 
-# --- pip's dry-run report (PyPI is a package registry: CI reaches it; skipped, with the reason, if not)
+# --- resolution through uv against tests/data/index, a partial PyPI mirror served on 127.0.0.1 --------
 
 
-@functools.cache
-def _index_reachable() -> bool:
-    """True when pip can read certifi's page from the configured index."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "index", "versions", "certifi", "--retries", "1", "--timeout", "15"],
+LAYER = {"before": ("requests==2.24.0\n", "2020-07-01"), "after": ("requests==2.26.0\n", "2021-12-01")}
+
+
+def _layer(tmp_path) -> dict:
+    """The incident's Lambda layer as teams had it: requests pinned, certifi left to the resolver."""
+    paths = {}
+    for name, (text, _) in LAYER.items():
+        paths[name] = tmp_path / name / "requirements.txt"
+        paths[name].parent.mkdir()
+        paths[name].write_text(text)
+    return paths
+
+
+@pytest.mark.parametrize("force_color", ["", "1"])
+def test_the_incidents_unpinned_layer_is_flagged_when_resolved_as_of_its_builds(
+    tmp_path, local_index, monkeypatch, force_color
+):
+    import json
+
+    monkeypatch.setenv("FORCE_COLOR", force_color)  # ipykernel sets it: every notebook run has it
+    paths = _layer(tmp_path)
+    args = [
+        "upgrade-check",
+        "--before",
+        str(paths["before"]),
+        "--after",
+        str(paths["after"]),
+        "--runtime-botocore",
+        "1.23.1",
+        "--lab",
+        "--json",
+        "--python-version",
+        "3.9",
+        "--platform",
+        "linux",
+    ]
+    dated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "helpers",
+            *args,
+            "--before-as-of",
+            LAYER["before"][1],
+            "--after-as-of",
+            LAYER["after"][1],
+        ],
         capture_output=True,
         text=True,
         check=False,
     )
-    return done.returncode == 0
+    assert dated.returncode == 1, dated.stderr
+    data = json.loads(dated.stdout)
+    sides = data["sides"]
+    assert (sides["before"]["packages"]["certifi"], sides["after"]["packages"]["certifi"]) == (
+        "2020.6.20",
+        "2021.10.8",
+    )
+    assert (
+        sides["before"]["resolution"]["as_of"] == "2020-07-01"
+        and "certifi" in sides["before"]["resolution"]["floated"]
+    )
+    assert sides["after"]["resolution"]["target"] == "CPython 3.9 on linux-x86_64"
+    assert any(e.startswith("data.iot.") for e in data["broken"])
+    today = subprocess.run(
+        [sys.executable, "-m", "helpers", *args], capture_output=True, text=True, check=False
+    )
+    assert today.returncode == 0, today.stderr  # both sides float to the mirror's newest certifi ...
+    summary = json.loads(today.stdout)["summary"]
+    assert "the before and after side resolved as of today" in summary  # ... and the verdict says so
 
 
-@pytest.fixture
-def package_index():
-    if not _index_reachable():
-        pytest.skip(
-            "the package index cannot be reached (pip index versions certifi failed); pip path untested"
+def test_an_index_without_upload_times_refuses_a_date_in_one_line(tmp_path, monkeypatch):
+    from local_index import serve_index
+
+    paths = _layer(tmp_path)
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    with serve_index(upload_times=False) as index:
+        monkeypatch.setenv("UV_DEFAULT_INDEX", index.url)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "helpers",
+                "upgrade-check",
+                "--before",
+                str(paths["before"]),
+                "--after",
+                str(paths["after"]),
+                "--lab",
+                "--as-of",
+                "2021-12-01",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
+    assert done.returncode == 2 and done.stdout == ""
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "gives no upload times" in done.stderr
 
 
-@pytest.mark.slow
-def test_pip_resolves_what_the_pins_leave_open(tmp_path, package_index):
-    # requests 2.24.0 asks for certifi>=2017.4.17, so pip picks the newest certifi on the index:
-    # at least as new as the newest release in the kit's data.
-    path = tmp_path / "requirements.txt"
-    path.write_text("requests==2.24.0\n")
-    environment = requirements.resolve(path)
-    assert environment.method == "pip"
-    assert environment.packages["requests"] == "2.24.0"
-    assert "chardet" in environment.packages  # requests 2.24.0's own dependency: pip really resolved it
-    newest_known = max(Version(v) for v in bundles.certifi_releases()["version"])
-    assert Version(environment.certifi) >= newest_known
-    assert environment.botocore is None
-
-
-@pytest.mark.slow
-def test_pip_agrees_with_the_example_locks(package_index):
-    for name in ("incident-before.txt", "incident-after.txt"):
-        locked = requirements.resolve(EXAMPLES / name, use_pip=False).packages
-        resolved = requirements.resolve_with_pip(
-            EXAMPLES / name
-        )  # hash-checking mode: pip verifies the hashes
-        assert resolved == locked, name
-
-
-def test_pip_failure_is_one_line(tmp_path, package_index):
+def test_a_failed_resolution_is_one_line(tmp_path, local_index):
     path = tmp_path / "requirements.txt"
     path.write_text("requests==0.0.999\n")
     with pytest.raises(ResolutionError) as caught:
         requirements.resolve(path)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"{path}: pip could not resolve it: Could not find a version")
+    assert message.startswith(f"{path}: uv could not resolve it:") and "requests" in message
 
 
 def test_unreachable_index_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")  # no configured mirrors or local wheel folders
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
-    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.setenv("UV_DEFAULT_INDEX", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
     path = tmp_path / "requirements.txt"
     path.write_text("requests==2.24.0\n")
-    with pytest.raises(ResolutionError, match="the package index cannot be reached") as caught:
+    with pytest.raises(ResolutionError) as caught:
         requirements.resolve(path)
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(f"{path}: uv could not resolve it")
+
+
+# --- what a side installs, as its installer would (real lock files: tests/data/locks) ---------------
+
+LOCKS = ROOT / "tests" / "data" / "locks"
+
+
+@pytest.mark.parametrize("tool", ["uv", "poetry2", "pdm"])
+def test_a_dev_only_certifi_change_does_not_fail_the_gate(tool, capsys):
+    from helpers import cli
+
+    lock = {"uv": "uv.lock", "poetry2": "poetry.lock", "pdm": "pdm.lock"}[tool]
+    args = [
+        "upgrade-check",
+        "--before",
+        str(LOCKS / f"{tool}-dev-before" / lock),
+        "--after",
+        str(LOCKS / f"{tool}-dev-after" / lock),
+        "--runtime-botocore",
+        "1.23.1",
+        "--lab",
+        "--json",
+    ]
+    assert cli.main(args) == 0
+    sides = __import__("json").loads(capsys.readouterr().out)["sides"]
+    assert [sides[name]["packages"]["certifi"] for name in ("before", "after")] == [None, None]
+    assert sides["after"]["bundle"]["rule"] == "botocore-vendored"
+    assert (
+        cli.main([*args, "--group", "dev"]) == 1
+    )  # with the dev group installed, the change breaks data.iot
+
+
+def test_constraints_only_pins_install_nothing_and_pass(tmp_path, capsys):
+    from helpers import cli
+
+    for name, version in (("before", "2020.6.20"), ("after", "2021.10.8")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "constraints.txt").write_text(f"certifi=={version}\n")
+        (tmp_path / name / "requirements.txt").write_text("-c constraints.txt\n")
+    args = [
+        "upgrade-check",
+        "--before",
+        str(tmp_path / "before" / "requirements.txt"),
+        "--after",
+        str(tmp_path / "after" / "requirements.txt"),
+        "--runtime-botocore",
+        "1.23.1",
+        "--lab",
+        "--no-pip",
+    ]
+    assert cli.main(args) == 0, capsys.readouterr()
+
+
+def test_markers_give_two_targets_two_verdicts(capsys):
+    """uv.lock forked on the Python version: certifi 2020.6.20 below 3.12, 2021.10.8 from 3.12."""
+    from helpers import cli
+
+    lock = str(LOCKS / "uv-markers" / "uv.lock")
+    args = ["upgrade-check", "--before", lock, "--runtime-botocore", "1.23.1", "--lab", "--json"]
+    old = ["--after", "certifi==2020.6.20 botocore==1.23.1"]
+    assert cli.main([*args, *old, "--python-version", "3.11"]) == 0  # 2020.6.20 on both sides
+    assert cli.main([*args, *old, "--python-version", "3.12"]) == 0  # 2021.10.8 -> 2020.6.20: fixed
+    out = capsys.readouterr().out
+    assert '"certifi": "2021.10.8"' in out and '"certifi": "2020.6.20"' in out
 
 
 # --- trust stores of each side ---------------------------------------------------------------------
@@ -373,12 +491,14 @@ def test_an_unknown_store_is_reported_not_counted_as_broken():
 def test_every_endpoint_failing_on_both_sides_compared_nothing():
     _, chain = _pki()
     other = Chain(chain.certificates, host="other.test", port=443)
-    both_fail = upgrade.check(_side("before", trusted=False), _side("after", trusted=False),
-                              {"ex": chain, "other": chain}, at=AT)  # fmt: skip
+    both_fail = upgrade.check(
+        _side("before", trusted=False), _side("after", trusted=False), {"ex": chain, "other": chain}, at=AT
+    )
     assert both_fail.compared_nothing and both_fail.exit_code == 1
     assert both_fail.summary().startswith("FAIL: nothing was compared")
-    one_works = upgrade.check(_side("before", trusted=True), _side("after", trusted=True),
-                              {"ex": chain, "other": other}, at=AT)  # fmt: skip
+    one_works = upgrade.check(
+        _side("before", trusted=True), _side("after", trusted=True), {"ex": chain, "other": other}, at=AT
+    )
     assert "hostname-mismatch" in one_works.changes()["reason_after"].tolist()  # other.test fails on both
     assert not one_works.compared_nothing and one_works.exit_code == 0
 
@@ -422,9 +542,16 @@ def test_a_declared_bundle_decides_the_verdict():
     before = _side("before", trusted=True)
     after = upgrade.side("after", Environment("x", "pins", {"certifi": "2021.10.8", "botocore": "1.24.30"}))
     assert upgrade.check(before, after, {"ex": chain}, at=AT).broken == ["ex"]
-    declared = Side("after", after.environment, "1.24.30", "the file",
-                    bundles.from_pem(root.cert_pem, name="AWS_CA_BUNDLE"), "declared", None,
-                    Rule.AWS_CA_BUNDLE)  # fmt: skip
+    declared = Side(
+        "after",
+        after.environment,
+        "1.24.30",
+        "the file",
+        bundles.from_pem(root.cert_pem, name="AWS_CA_BUNDLE"),
+        "declared",
+        None,
+        Rule.AWS_CA_BUNDLE,
+    )
     assert upgrade.check(before, declared, {"ex": chain}, at=AT).broken == []
 
 
@@ -451,8 +578,9 @@ def _schema() -> dict:
 def test_the_incidents_json_names_the_root_at_fault_and_follows_the_schema():
     import jsonschema
 
-    result = upgrade.run_check(EXAMPLES / "incident-before.txt", EXAMPLES / "incident-after.txt",
-                               runtime_botocore="1.23.1")  # fmt: skip
+    result = upgrade.run_check(
+        EXAMPLES / "incident-before.txt", EXAMPLES / "incident-after.txt", runtime_botocore="1.23.1"
+    )
     data = result.as_dict()
     jsonschema.validate(data, _schema())
     g5 = bundles.certifi("2020.6.20").find(incident.ROOT_AT_FAULT)
@@ -471,8 +599,9 @@ def test_the_schema_is_strict_enough_to_catch_a_changed_layout():
     import jsonschema
 
     _, chain = _pki()
-    good = upgrade.check(_side("before", trusted=True), _side("after", trusted=False), {"ex": chain},
-                         at=AT).as_dict()  # fmt: skip
+    good = upgrade.check(
+        _side("before", trusted=True), _side("after", trusted=False), {"ex": chain}, at=AT
+    ).as_dict()
     jsonschema.validate(good, _schema())
     for mutate in (
         lambda d: d.pop("schema"),
