@@ -279,9 +279,10 @@ def test_upgrade_check_flags_the_incident():
     assert done.returncode == 1, done.stderr
     result = json.loads(done.stdout)
     assert result["broken"] == ["data.iot.ap-northeast-2.amazonaws.com:443", "iot-data default host"]
-    sides = {s["side"]: s for s in result["sides"]}
-    assert (sides["before"]["certifi"], sides["after"]["certifi"]) == ("2020.6.20", "2021.10.8")
-    assert sides["after"]["iot_data_default_host"] == "data.iot.ap-northeast-2.amazonaws.com"
+    sides = result["sides"]
+    certifi = (sides["before"]["packages"]["certifi"], sides["after"]["packages"]["certifi"])
+    assert certifi == ("2020.6.20", "2021.10.8")
+    assert sides["after"]["iot_data_default_host"]["host"] == "data.iot.ap-northeast-2.amazonaws.com"
     changes = {e["endpoint"]: e["change"] for e in result["endpoints"]}
     assert changes["data-ats.iot.ap-northeast-2.amazonaws.com:443"] == "still-ok"
 
@@ -298,7 +299,7 @@ def test_upgrade_check_botocore_upgrade_moves_the_default_host_to_ats(capsys):
     result = json.loads(done.stdout)
     default = next(e for e in result["endpoints"] if e["endpoint"] == "iot-data default host")
     assert default["change"] == "fixed"
-    assert (default["host_before"], default["host_after"]) == (
+    assert (default["before"]["host"], default["after"]["host"]) == (
         "data.iot.ap-northeast-2.amazonaws.com",
         "data-ats.iot.ap-northeast-2.amazonaws.com",
     )

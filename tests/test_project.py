@@ -177,7 +177,7 @@ lean = closure("ats-kit", set())
 notebooks = closure("ats-kit", set(), extra="notebooks") - lean
 owners = md.packages_distributions()
 used = {norm(d) for m in list(sys.modules) for d in owners.get(m.split(".")[0], [])}
-optional = {"pip", "setuptools", "typing-extensions"}  # imported when present (responses tries it)
+optional = {"pip", "setuptools", "typing-extensions", "pysocks"}  # imported when present (responses, urllib3)
 outside = sorted(used - lean - optional)
 print(json.dumps({"codes": codes, "outside": outside, "lean": sorted(lean),
                   "notebooks_extra": sorted(notebooks)}))
