@@ -131,6 +131,32 @@ def _botocore(name: str, value) -> str | None:
     return value.strip()
 
 
+def _as_of(name: str, value):
+    import datetime as dt
+
+    if value in ("", None):
+        return None
+    text = str(value).strip()
+    try:
+        return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{name}={value!r}: use 'YYYY-MM-DD' or an ISO 8601 time, or '' for today") from None
+
+
+def _target_part(name: str, value) -> str | None:
+    from helpers.requirements import Target
+
+    if value in ("", None):
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{name}={value!r}: give text, or '' for this interpreter and machine")
+    try:
+        Target.parse(value, None) if name == "python_version" else Target.parse(None, value)
+    except ValueError as exc:
+        raise InputError(f"{name}={value!r}: {exc}") from None
+    return value
+
+
 def _ca_bundles(name: str, value) -> dict:
     from helpers.upgrade import parse_ca_bundles
 
@@ -157,6 +183,10 @@ _CHECKS = {  # parameter name -> check; names ending in _certifi or _release are
     "resolved": _time,
     "fail_on_break": _flag,
     "allow_unknown": _flag,
+    "before_as_of": _as_of,
+    "after_as_of": _as_of,
+    "python_version": _target_part,
+    "platform": _target_part,
     "ca_bundles": _ca_bundles,
     "report_name": _stem,
     "report_dir": _text,

@@ -662,3 +662,28 @@ def test_a_botocore_the_data_lacks_is_unknown_and_fails_the_gate_unless_allowed(
     assert result.summary().startswith("FAIL: the upgrade")  # data.iot still breaks: that comes first
     result.allow_unknown = True
     assert result.exit_code == 1  # allowing unknowns never hides a break
+
+
+@pytest.mark.slow
+def test_notebook_04_resolves_the_unpinned_layer_as_of_its_builds(tmp_path, local_index):
+    """Under papermill (ipykernel sets FORCE_COLOR), with dates, one host as a string, 'false' as false."""
+    from helpers import runner
+
+    notebook = ROOT / "notebooks" / "04-upgrade-check.ipynb"
+    paths = _layer(tmp_path)
+    parameters = {
+        "before": str(paths["before"]),
+        "after": str(paths["after"]),
+        "before_as_of": LAYER["before"][1],
+        "after_as_of": LAYER["after"][1],
+        "python_version": "3.9",
+        "runtime_botocore": "1.23.1",
+        "endpoint_hosts": "data.iot.ap-northeast-2.amazonaws.com",
+    }
+    gate = parameters | {"fail_on_break": True}
+    failed = runner.execute(notebook, tmp_path / "a", parameters=gate, html=False)
+    assert failed.error.startswith("GateFailure: FAIL: the upgrade (certifi 2020.6.20 -> 2021.10.8")
+    assert "data.iot.ap-northeast-2.amazonaws.com:443" in failed.error
+    report = parameters | {"fail_on_break": "false"}
+    shown = runner.execute(notebook, tmp_path / "b", parameters=report, html=False)
+    assert shown.ok, shown.error
