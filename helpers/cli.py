@@ -420,8 +420,18 @@ def _upgrade_check(args: argparse.Namespace) -> int:
     or if the gate could not check one (unless --allow-unknown), or compared nothing."""
     from helpers import requirements, upgrade
 
-    try:  # what each side installs, first: a bad file is named before anything else is looked at
+    def as_of(name: str):
+        given = getattr(args, f"{name}_as_of")
+        return _as_of(given or args.as_of, f"--{name}-as-of" if given else "--as-of")
+
+    try:  # the options first, then what each side installs: a bad file is named before anything is fetched
+        common = upgrade.parse_ca_bundles(args.ca_bundle or [])
+        declared = {
+            name: common | upgrade.parse_ca_bundles(extra or [], option=f"--{name}-ca-bundle")
+            for name, extra in (("before", args.before_ca_bundle), ("after", args.after_ca_bundle))
+        }
         target = requirements.Target.parse(args.python_version, args.platform)
+        dates = {name: as_of(name) for name in ("before", "after")}
         before, after = (
             requirements.resolve(
                 spec,
@@ -429,15 +439,10 @@ def _upgrade_check(args: argparse.Namespace) -> int:
                 target=target,
                 groups=args.group or (),
                 freeze=args.freeze in (name, "both"),
-                as_of=_as_of(getattr(args, f"{name}_as_of") or args.as_of, f"--{name}-as-of"),
+                as_of=dates[name],
             )
             for name, spec in (("before", args.before), ("after", args.after))
         )
-        common = upgrade.parse_ca_bundles(args.ca_bundle or [])
-        declared = {
-            name: common | upgrade.parse_ca_bundles(extra or [], option=f"--{name}-ca-bundle")
-            for name, extra in (("before", args.before_ca_bundle), ("after", args.after_ca_bundle))
-        }
     except (requirements.ResolutionError, InputError) as exc:
         raise UsageError(str(exc)) from None
     hosts = _endpoint_hosts(args)

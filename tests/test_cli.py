@@ -482,8 +482,12 @@ def odd_files(tmp_path, saved):
     trusted = trusted if done.returncode == 0 else None
     includes_pipe = tmp_path / "requirements.txt"
     includes_pipe.write_text(f"requests==2.26.0\n-r {fifo}\n")
+    conda = tmp_path / "environment.yml"
+    conda.write_text("name: layer\ndependencies:\n  - python=3.9\n  - requests=2.26.0\n")
+    not_a_freeze = tmp_path / "freeze.txt"
+    not_a_freeze.write_text("requests>=2.24\ncertifi==2021.10.8\n")
     files = {"fifo": fifo, "garbage": garbage, "bom": bom, "trusted": trusted, "saved": saved}
-    return files | {"includes_pipe": includes_pipe}
+    return files | {"includes_pipe": includes_pipe, "conda": conda, "not_a_freeze": not_a_freeze}
 
 
 CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, exit code); {name}: odd_files
@@ -517,6 +521,41 @@ CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, ex
     (["check", "--lab", "--region", "cn-north-1"], "aws-cn partition", 2),
     (["check", "--lab", "--bundle", "certifi==1999.1.1"], "nearest releases", 2),
     (["refresh-certifi", "--workers", "0"], "give 1 or more", 2),
+    (["upgrade-check", "--before", "{conda}", "--after", "requests==2.26.0", "--lab"], "pip freeze > ", 2),
+    (
+        [
+            "upgrade-check",
+            "--before",
+            "{not_a_freeze}",
+            "--after",
+            "requests==2.26.0",
+            "--lab",
+            "--freeze",
+            "before",
+        ],
+        "not a pip freeze output",
+        2,
+    ),  # fmt: skip
+    (
+        ["upgrade-check", "--before", "requests==2.24.0", "--after", "x==1", "--as-of", "2021-13-45"],
+        "bad --as-of",
+        2,
+    ),
+    (
+        ["upgrade-check", "--before", "requests==2.24.0", "--after", "x==1", "--platform", "amiga"],
+        "--platform",
+        2,
+    ),
+    (
+        ["upgrade-check", "--before", "requests==2.24.0", "--after", "x==1", "--python-version", "three"],
+        "--python-version",
+        2,
+    ),  # fmt: skip
+    (
+        ["upgrade-check", "--before", "x==1", "--after", "x==2", "--lab", "--ca-bundle", "verify"],
+        "RULE=PATH",
+        2,
+    ),
 ]
 
 
