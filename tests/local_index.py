@@ -1,14 +1,16 @@
-"""Serve tests/data/index on 127.0.0.1 as a PEP 691 index: JSON pages and PEP 658 ``.metadata`` files.
+"""Package indexes on 127.0.0.1 for tests, so none depends on PyPI: ``serve(routes)`` for a test's own
+pages and files, and ``serve_index()`` for tests/data/index (a partial PyPI mirror) as a PEP 691 index:
+JSON pages and PEP 658 ``.metadata`` files.
 
-The wheels themselves answer 404, so whoever resolves against it works from metadata alone. With
-``upload_times=False`` the pages leave out PEP 700's ``upload-time`` (and say API version 1.0), as an
-older mirror would.
+The mirror's wheels themselves answer 404, so whoever resolves against it works from metadata alone.
+With ``upload_times=False`` its pages leave out PEP 700's ``upload-time`` (and say API version 1.0), as
+an older mirror would.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,50 +51,56 @@ def _page(project: str, base: str, *, upload_times: bool) -> bytes | None:
     return json.dumps(page).encode()
 
 
-@contextmanager
-def serve_index(*, upload_times: bool = True) -> Iterator[LocalIndex]:
-    """Run the index on a free 127.0.0.1 port for the ``with`` block."""
-    index = LocalIndex(url="")
+def serve(routes: dict[str, tuple[str, bytes]], *, requested: list[str] | None = None):
+    """Start a threaded HTTP server for ``routes`` (path -> (content type, body); read per request, so
+    it may be filled after the start) on 127.0.0.1; return (server, port). ``requested`` collects paths."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            index.requested.append(self.path)
-            base = f"http://{self.headers.get('Host')}"
-            path = self.path.split("?", 1)[0]
-            body, kind = None, "application/octet-stream"
-            if match := re.fullmatch(r"/simple/([^/]+)/?", path):
-                project = re.sub(r"[-_.]+", "-", match.group(1)).lower()
-                body, kind = _page(project, base, upload_times=upload_times), JSON_TYPE
-            elif path in ("/simple", "/simple/"):
-                names = [{"name": name} for name in index.projects]
-                body, kind = (
-                    json.dumps({"meta": {"api-version": "1.0"}, "projects": names}).encode(),
-                    JSON_TYPE,
-                )
-            elif (match := re.fullmatch(r"/files/([^/]+\.whl\.metadata)", path)) and (
-                INDEX_DIR / "metadata" / match.group(1)
-            ).is_file():
-                body = (INDEX_DIR / "metadata" / match.group(1)).read_bytes()
+            if requested is not None:
+                requested.append(self.path)
+            content_type, body = routes.get(self.path.split("?")[0], ("text/plain", None))
             if body is None:
                 self.send_error(404)
                 return
             self.send_response(200)
-            self.send_header("Content-Type", kind)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args) -> None:
+        def log_message(self, *args) -> None:  # keep test output quiet
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    index.url = f"http://127.0.0.1:{server.server_address[1]}/simple"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def closed_port() -> int:
+    """A 127.0.0.1 port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_index(*, upload_times: bool = True) -> Iterator[LocalIndex]:
+    """Run the mirror on a free 127.0.0.1 port for the ``with`` block."""
+    index = LocalIndex(url="")
+    routes: dict[str, tuple[str, bytes]] = {}
+    server, port = serve(routes, requested=index.requested)
+    base = f"http://127.0.0.1:{port}"
+    index.url = f"{base}/simple"
+    listing = {"meta": {"api-version": "1.0"}, "projects": [{"name": name} for name in index.projects]}
+    routes["/simple/"] = (JSON_TYPE, json.dumps(listing).encode())
+    for project in index.projects:
+        routes[f"/simple/{project}/"] = (JSON_TYPE, _page(project, base, upload_times=upload_times))
+    for metadata in (INDEX_DIR / "metadata").glob("*.whl.metadata"):
+        routes[f"/files/{metadata.name}"] = ("application/octet-stream", metadata.read_bytes())
     try:
         yield index
     finally:
         server.shutdown()
         server.server_close()
-        thread.join()

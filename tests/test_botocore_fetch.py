@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from _local_index import JSON_TYPE, closed_port, serve
+from local_index import JSON_TYPE, closed_port, serve
 
 from helpers import _botocore_fetch, _certifi_build, _x509, botocore_facts, pki
 from helpers._paths import ROOT

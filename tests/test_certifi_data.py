@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _local_index import JSON_TYPE
-from _local_index import closed_port as _closed_port
-from _local_index import serve as _serve
+from local_index import JSON_TYPE
+from local_index import closed_port as _closed_port
+from local_index import serve as _serve
 
 from helpers import _certifi_build, _io, _paths, bundles, pki
 from helpers._paths import ROOT
