@@ -85,6 +85,10 @@ class FetchError(KitError, RuntimeError):
     """A botocore release could not be fetched, checked or run (nothing is cached)."""
 
 
+class NoSuchRelease(FetchError, InputError):
+    """The index has no such botocore release: a typo in a version, not an unknown to carry on with."""
+
+
 # --- shared with scripts/build_botocore_history.py ---------------------------------------------
 
 
@@ -315,8 +319,9 @@ def _wheel_entry(page: dict, version: str, index: str) -> dict:
     files = [e for e in page.get("files", []) if str(e.get("filename", "")).startswith(prefix)]
     wheels = [e for e in files if e["filename"].endswith(".whl")]
     if not wheels:
-        what = "no wheel (only an sdist)" if files else "no such release"
-        raise FetchError(f"botocore {version}: {index} has {what}")
+        if not files:
+            raise NoSuchRelease(f"botocore {version}: {index} has no such release; check the version")
+        raise FetchError(f"botocore {version}: {index} has no wheel (only an sdist)")
     if not wheels[0].get("hashes", {}).get("sha256"):
         raise FetchError(f"{wheels[0]['filename']}: {index} gives no sha256 for it; cannot verify a download")
     return wheels[0]

@@ -381,6 +381,8 @@ def _fetched_endpoint(botocore_version: str, region: str, table_says: str) -> De
 
     try:
         release = _botocore_fetch.release(botocore_version, regions=[region])
+    except _botocore_fetch.NoSuchRelease:
+        raise  # bad input (exit 2), not something the gate could not check
     except KitError as exc:
         return uncovered(f"could not read it from its wheel: {exc}")
     if release.absent:
@@ -447,6 +449,8 @@ def _vendored_fetched(botocore_version: str, data_says: str) -> tuple[Bundle | N
 
     try:
         release = _botocore_fetch.release(botocore_version)
+    except _botocore_fetch.NoSuchRelease:
+        raise  # bad input (exit 2), not something the gate could not check
     except KitError as exc:
         return None, f"{data_says}; could not read it from its wheel: {exc}"
     if release.pem is None:

@@ -19,9 +19,11 @@ class UsageError(KitError):
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line (exit 2), like every other atskit error."""
 
+    json_errors = False  # set by main() when --json is on the command line: the error as JSON too
+
     def error(self, message: str):
         """Print ``atskit: error: ...`` naming the subcommand's --help, and exit 2."""
-        _fail(f"{message} (see '{self.prog} --help')")
+        _fail(UsageError(f"{message} (see '{self.prog} --help')"), as_json=_Parser.json_errors)
         raise SystemExit(2)
 
 
@@ -521,8 +523,9 @@ def _upgrade_check_files(args: argparse.Namespace) -> int:
         except KitError as exc:
             report["exit_code"], report["note"] = _fail(f"{name}: {exc}"), f"error: {exc}"
         report["result"] = args.results[-1] if args.results else None
-        if not args.json:
-            print(f"== {name} (before: {args.before_ref})\n{report['note'] or out.getvalue().rstrip()}")
+        if not args.json:  # an error is already the one line on stderr: not repeated here
+            shown = out.getvalue().rstrip() or (report["note"] if report["exit_code"] != 2 else "")
+            print(f"== {name} (before: {args.before_ref})" + (f"\n{shown}" if shown else ""))
         _append_summary(args, f"{name} (before: {args.before_ref})", report["result"], note=report["note"])
         worst = max(worst, report["exit_code"])
         reports.append(report)
@@ -566,7 +569,8 @@ def summary_markdown(title: str, result: dict | None, *, note: str | None = None
         botocore = f"{cell(side['botocore']['version'])} ({cell(side['botocore']['from'])})"
         store = f"{cell(side['bundle']['label'])} ({cell(side['bundle']['rule'])})"
         resolution = side["resolution"]
-        how = resolution["method"] + (f" as of {resolution['as_of']}" if resolution["as_of"] else "")
+        when = resolution["as_of"] or ("today" if resolution["method"] == "resolved" else "")
+        how = resolution["method"] + (f" as of {when}" if when else "")
         lines.append(f"| {name} | {cell(side['packages']['certifi'])} | {botocore} | {store} | {cell(how)} |")
     lines += [f"- note: {cell(n)}" for n in result["notes"]]
     return redact_markdown("\n".join([*lines, "", ""]))
@@ -818,6 +822,7 @@ def _add_subcommands(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn errors into one line and an exit code."""
     parser = build_parser()
+    _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
     try:

@@ -81,6 +81,13 @@ def _spec(name: str, value) -> str:
 
 
 def _strings(name: str, value) -> list[str]:
+    if isinstance(value, str) and value.strip().startswith("["):  # papermill -p passes a list as its text
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InputError(f'{name}={value!r}: not a list; write it as JSON: \'["a", "b"]\'') from None
     if isinstance(value, str):
         value = [value] if value.strip() else []
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -148,6 +155,8 @@ def _target_part(name: str, value) -> str | None:
 
     if value in ("", None):
         return None
+    if isinstance(value, float):  # papermill's -p makes 3.10 the float 3.1: only -r keeps the text
+        raise InputError(f"{name}={value!r}: a number, not text; with papermill use -r {name} 3.12, not -p")
     if not isinstance(value, str):
         raise InputError(f"{name}={value!r}: give text, or '' for this interpreter and machine")
     try:

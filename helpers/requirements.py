@@ -419,7 +419,9 @@ def _refuse_conda(path: Path) -> None:
                 head = [line.strip() for _, line in zip(range(200), handle, strict=False)]
         except OSError:
             return
-        conda = next((line for line in head if line and not line.startswith("#")), "") == "@EXPLICIT"
+        content = [line for line in head if line and not line.startswith("#")]
+        yaml_dependencies = any(line.startswith("dependencies:") for line in content)  # any file name
+        conda = content[:1] == ["@EXPLICIT"] or yaml_dependencies
     if conda:
         raise ResolutionError(
             f"{path}: conda files are not supported: inside that environment run "
@@ -916,6 +918,7 @@ def resolve(
     (``use_pip=False`` makes that an error instead).
     """
     target = target or Target.current()
+    _check_not_future(as_of)
     text = os.fspath(spec)
     path = Path(text)
     inline = not path.exists() and _looks_inline(text)
@@ -983,6 +986,26 @@ def _from_requirements(
         floated=floated,
         as_of=_shown_date(as_of) if as_of is not None else "",
     )
+
+
+def _check_not_future(as_of: Any) -> None:
+    """A date after today would resolve as of today under another name: refused, never applied silently."""
+    import datetime as dt
+
+    if as_of is None:
+        return
+    now = dt.datetime.now(dt.UTC)
+    if isinstance(as_of, dt.datetime):
+        late = (as_of if as_of.tzinfo else as_of.replace(tzinfo=dt.UTC)) > now
+    elif isinstance(as_of, dt.date):
+        late = as_of > now.date()
+    else:
+        raise ResolutionError(f"as of {as_of!r}: give a date (YYYY-MM-DD) or a time")
+    if late:
+        raise ResolutionError(
+            f"as of {_shown_date(as_of)}: that is in the future; give the date the side was built, "
+            "or no date for today's index"
+        )
 
 
 def _shown_date(value) -> str:

@@ -294,11 +294,17 @@ def test_a_cache_entry_whose_pem_changed_is_not_trusted(fetched, monkeypatch, tm
 
 
 @pytest.mark.slow
-def test_a_release_the_index_does_not_have_is_uncovered(index, kit_cache, monkeypatch):
+def test_a_release_the_index_does_not_have_is_bad_input(index, kit_cache, monkeypatch):
+    """A version no index has is a typo (exit 2 at the command), not an unknown the gate carries on with."""
+    from helpers.kinds import InputError
+
     monkeypatch.setenv("PIP_INDEX_URL", index)
-    answer = botocore_facts.default_data_endpoint("1.98.0", region="ap-northeast-2", fetch=True)
-    assert not answer.covered
-    assert re.search(r"botocore 1\.98\.0: http://127\.0\.0\.1:\d+/simple has no such release$", answer.basis)
+    with pytest.raises(
+        InputError, match=r"botocore 1\.98\.0: http://127\.0\.0\.1:\d+/simple has no such release"
+    ):
+        botocore_facts.default_data_endpoint("1.98.0", region="ap-northeast-2", fetch=True)
+    with pytest.raises(InputError, match="has no such release; check the version"):
+        botocore_facts.vendored_bundle("1.98.0", fetch=True)
     assert cache_files(kit_cache) == []
 
 

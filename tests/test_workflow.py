@@ -346,3 +346,21 @@ def test_the_summary_markdown_is_built_from_as_dict_alone():
     assert "| data.iot.ap-northeast-2.amazonaws.com:443\\|x | broke | pass | FAIL (missing-root) |" in text
     assert "- root at fault: VeriSign Class 3 Public Primary Certification Authority - G5 (sha256 `" in text
     assert "| before | 2020.6.20 | 1.23.1 (runtime (given)) | certifi 2020.6.20 (certifi) | lock |" in text
+
+
+@pytest.mark.slow
+def test_the_workflow_catches_the_unpinned_layer_only_with_the_deployed_builds_date(tmp_path, local_index):
+    """The incident as teams had it (requests pinned, certifi left open), resolved by uv against the
+    partial mirror: without BEFORE_AS_OF both sides float to the same certifi and the job can only say
+    so; with the deployed build's date the base side is 2020's certifi, and the job fails."""
+    repo = pull_request(tmp_path, {"layer/requirements.txt": "requests==2.24.0\n"},
+                        {"layer/requirements.txt": "requests==2.26.0\n"})  # fmt: skip
+    today = run_steps(job()["steps"], repo, github_env(tmp_path, repo, job().get("env")))
+    assert today.returncode == 0, today.stdout + today.stderr
+    assert "resolved as of today" in (tmp_path / "step-summary.md").read_text()
+    dated_env = job().get("env", {}) | {"BEFORE_AS_OF": "2020-07-01", "TARGET_PYTHON": "3.9"}
+    dated = run_steps(job()["steps"], repo, github_env(tmp_path, repo, dated_env))
+    assert dated.returncode == 1, dated.stdout + dated.stderr
+    summary = (tmp_path / "step-summary.md").read_text().split("resolved as of today", 1)[1]
+    assert "FAIL: the upgrade (certifi 2020.6.20 -> 2022.5.18.1" in summary
+    assert "| before | 2020.6.20 |" in summary and "resolved as of 2020-07-01" in summary
