@@ -388,6 +388,7 @@ def test_the_docs_workflow_runs_a_command_atskit_accepts():
     steps = workflow["jobs"]["upgrade-check"]["steps"]
     runs = [step["run"] for step in steps if "atskit " in step.get("run", "")]
     command = runs[0].split("atskit ", 1)[1].split("|")[0].replace("\\\n", " ")
+    command = command.replace('"${options[@]}"', "")  # empty unless BEFORE_AS_OF / TARGET_* are set
     args = cli.build_parser().parse_args(shlex.split(command))
     assert args.func is cli._upgrade_check_files  # calls _upgrade_check once per FILE
     assert (args.before_ref, args.lab, args.endpoints) == ("origin/${GITHUB_BASE_REF}", True, ["${files[@]}"])
@@ -484,10 +485,12 @@ def odd_files(tmp_path, saved):
     includes_pipe.write_text(f"requests==2.26.0\n-r {fifo}\n")
     conda = tmp_path / "environment.yml"
     conda.write_text("name: layer\ndependencies:\n  - python=3.9\n  - requests=2.26.0\n")
+    (tmp_path / "layer.yml").write_text("# a conda environment under another name\n" + conda.read_text())
     not_a_freeze = tmp_path / "freeze.txt"
     not_a_freeze.write_text("requests>=2.24\ncertifi==2021.10.8\n")
     files = {"fifo": fifo, "garbage": garbage, "bom": bom, "trusted": trusted, "saved": saved}
-    return files | {"includes_pipe": includes_pipe, "conda": conda, "not_a_freeze": not_a_freeze}
+    extra = {"conda": conda, "conda_named_otherwise": tmp_path / "layer.yml", "not_a_freeze": not_a_freeze}
+    return files | {"includes_pipe": includes_pipe} | extra
 
 
 CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, exit code); {name}: odd_files
@@ -556,6 +559,8 @@ CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, ex
         "RULE=PATH",
         2,
     ),
+    (["upgrade-check", "--before", "x==1", "--after", "x==2", "--as-of", "2099-01-01"], "in the future", 2),
+    (["upgrade-check", "--before", "{conda_named_otherwise}", "--after", "x==1"], "conda files", 2),
 ]
 
 
@@ -615,6 +620,15 @@ def test_an_error_under_json_prints_a_json_error_object_and_exits_2(capsys):
     jsonschema.validate(data, json.loads((ROOT / "docs" / "upgrade-check.schema.json").read_text()))
     assert data["error"]["message"].startswith("no-such-file.txt: no such requirements or lock file")
     assert one_line_error(done) == f"atskit: error: {data['error']['message']}"
+
+
+def test_a_usage_error_under_json_is_a_json_error_object_too(capsys):
+    done = atskit_here(capsys, "upgrade-check", "--before", "x==1", "--after", "y==1", "--bogus", "--json")
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["error"] == {
+        "kind": "UsageError",
+        "message": "unrecognized arguments: --bogus (see 'atskit --help')",
+    }
 
 
 def test_upgrade_check_takes_ca_bundle_declarations_per_side(capsys, tmp_path):
