@@ -16,6 +16,8 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.retries import standard
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from helpers import _lab_routing, _lab_twins, _x509, botocore_facts, bundles, chains, lab
@@ -549,3 +551,75 @@ def test_the_ats_chains_verify_against_every_releases_lab_view():
             chain = env.fetch_chain(env.endpoints[name])
             frame = chains.across_certifi(chain, hostname=chain.hostname, trust=env.trust_view)
             assert set(frame["reason"]) == {"ok"}, frame.loc[~frame["ok"], ["version", "message"]].head()
+
+
+# --- which ATS chain a client gets (docs/evidence-ats-chains.md) -----------------------------------
+
+_CLIENT_SUITES = {
+    "rsa-only": "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
+    "ecdsa-only": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
+}
+
+
+def _served(port: int, ca_file: str, suites: str | None) -> tuple[str, str, str]:
+    """A verifying handshake to data-ats: (leaf key type, the root the client reached, TLS version)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if suites:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(suites)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=f"data-ats.iot.{REGION}.amazonaws.com") as tls,
+    ):
+        public = getattr(tls, "get_verified_chain", None)  # 3.13+; before, on the _ssl object
+        verified = public() if public is not None else tls._sslobj.get_verified_chain()
+        ders = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in verified]
+        leaf, root = (x509.load_der_x509_certificate(d) for d in (ders[0], ders[-1]))
+        key = "rsa" if isinstance(leaf.public_key(), rsa.RSAPublicKey) else "ec"
+        return key, _x509.name_attr(root.subject, NameOID.COMMON_NAME), tls.version()
+
+
+@pytest.fixture(scope="class")
+def served():
+    """A handshake function on one lab, trusting certifi 2020.6.20's view (every root): the server picks."""
+    ca_file = str(lab.trust_view(bundles.certifi("2020.6.20")).path())
+    with lab.Lab(REGION) as server:
+        yield lambda suites: _served(server.port, ca_file, suites)
+
+
+class TestWhichAtsChain:
+    """Real verifying handshakes to data-ats: which leaf key and root each kind of client gets."""
+
+    def test_pythons_default_context_gets_the_rsa_chain_to_root_ca_1(self, served):
+        assert served(None) == ("rsa", ROOT_CA_1, "TLSv1.2")
+
+    def test_an_rsa_only_client_gets_the_rsa_chain(self, served):
+        assert served(_CLIENT_SUITES["rsa-only"])[:2] == ("rsa", ROOT_CA_1)
+
+    def test_an_ecdsa_only_client_gets_the_ecdsa_chain_to_root_ca_3(self, served):
+        assert served(_CLIENT_SUITES["ecdsa-only"])[:2] == ("ec", ROOT_CA_3)
+
+
+def test_root_file_verdicts_follow_the_evidence():
+    frame = lab.root_file_verdicts(at="2024-06-01").set_index("root")
+    expected = {  # ats default, ats rsa-only, ats ecdsa-only, legacy default
+        ROOT_CA_1: [True, True, False, False],
+        ROOT_CA_3: [False, False, True, False],
+        STARFIELD_G2: [True, True, True, False],
+        G5: [False, False, False, True],
+    }
+    assert {root: list(frame.loc[root]) for root in frame.index} == expected
+    assert list(frame.columns) == ["ats default", "ats rsa-only", "ats ecdsa-only", "legacy default"]
+
+
+def test_fetch_chains_finds_both_ats_chains_and_the_one_legacy_chain():
+    with lab.Lab(REGION) as server:
+        ats, legacy = (
+            chains.fetch_chains(server.host, server.port, server_name=f"{name}.iot.{REGION}.amazonaws.com")
+            for name in ("data-ats", "data")
+        )
+    assert isinstance(ats["rsa-only"].leaf.public_key(), rsa.RSAPublicKey)
+    assert isinstance(ats["ecdsa-only"].leaf.public_key(), ec.EllipticCurvePublicKey)
+    assert {c.tls_version for c in ats.values()} == {"TLSv1.2"}
+    assert list(legacy) == ["rsa-only"]
+    assert _x509.name_attr(legacy["rsa-only"].certificates[-1].issuer, NameOID.COMMON_NAME) == G5
