@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from helpers import _lab_routing, _lab_twins, _x509, botocore_facts, bundles, chains, lab
+from helpers._paths import ROOT
 
 REGION = "ap-northeast-2"
 THING = "incident-thing"
@@ -623,3 +624,70 @@ def test_fetch_chains_finds_both_ats_chains_and_the_one_legacy_chain():
     assert {c.tls_version for c in ats.values()} == {"TLSv1.2"}
     assert list(legacy) == ["rsa-only"]
     assert _x509.name_attr(legacy["rsa-only"].certificates[-1].issuer, NameOID.COMMON_NAME) == G5
+
+
+# --- twins carry their real certificate's extensions; the kit agrees with openssl --------------------
+
+_KEY_IDS = {"2.5.29.14", "2.5.29.35"}  # subject and authority key identifiers: a twin's own key
+
+
+def test_each_root_twin_carries_every_extension_of_its_real_root():
+    pki = lab.pki()
+    for twin_id, real in pki.real_roots.items():
+        twin = pki.cas[twin_id].cert
+
+        def by_oid(cert):
+            return {e.oid.dotted_string: e for e in cert.extensions}
+
+        real_ext, twin_ext = by_oid(real), by_oid(twin)
+        assert set(real_ext) == set(twin_ext), twin_id
+        for oid, extension in real_ext.items():
+            assert twin_ext[oid].critical == extension.critical, (twin_id, oid)
+            if oid not in _KEY_IDS:
+                assert twin_ext[oid].value == extension.value, (twin_id, oid)
+            else:
+                assert twin_ext[oid].value != extension.value, (twin_id, oid)
+
+
+def test_the_kit_agrees_with_openssl_verify_on_the_lab_chains_in_every_certifi_release(tmp_path):
+    at = "2024-06-01T00:00:00+00:00"
+    epoch = str(int(chains.parse_time(at).timestamp()))
+    pki = lab.pki()
+    served = {
+        chain_id: chains.Chain(
+            [c for pem in pki.served_chain_pems(chain_id, REGION) for c in _x509.parse_pem(pem).certificates],
+            server_name=f"{'data' if chain_id == 'legacy' else 'data-ats'}.iot.{REGION}.amazonaws.com",
+        )
+        for chain_id in ("legacy", "ats-rsa", "ats-ecdsa")
+    }
+    files = {}
+    for chain_id, chain in served.items():
+        leaf, rest = tmp_path / f"{chain_id}-leaf.pem", tmp_path / f"{chain_id}-rest.pem"
+        leaf.write_bytes(_x509.to_pem([chain.leaf]))
+        rest.write_bytes(_x509.to_pem(chain.intermediates))
+        files[chain_id] = (leaf, rest)
+    disagreements, verdicts = [], set()
+    for release in bundles.certifi_versions():
+        view = lab.trust_view(release)
+        if not len(view):
+            continue
+        for chain_id, chain in served.items():
+            leaf, rest = files[chain_id]
+            command = ["openssl", "verify", "-attime", epoch, "-no-CApath", "-no-CAstore"]
+            command += ["-CAfile", str(view.path()), "-untrusted", str(rest), "-purpose", "sslserver"]
+            command += ["-verify_hostname", chain.hostname, str(leaf)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            kit = chains.verify(chain, view, hostname=chain.hostname, at=at)
+            verdicts.add((chain_id, kit.ok))
+            if (done.returncode == 0) != kit.ok:
+                disagreements.append((release, chain_id, kit.message, done.stdout + done.stderr))
+    assert not disagreements, disagreements[:3]
+    assert {("legacy", True), ("legacy", False), ("ats-rsa", True), ("ats-ecdsa", True)} <= verdicts
+
+
+def test_the_data_readme_names_the_real_roots_the_twins_copy():
+    text = (ROOT / "data" / "README.md").read_text()
+    listed = dict(re.findall(r"^\| `([a-z0-9_]+)` \| [^|]+ \| `([0-9a-f]{64})` \|$", text, re.MULTILINE))
+    assert listed == {t: _x509.fingerprint(c) for t, c in lab.pki().real_roots.items()}
+    in_data = {_x509.fingerprint(c) for c in bundles.certifi("2020.6.20").certificates}
+    assert set(listed.values()) <= in_data
