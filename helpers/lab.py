@@ -2,9 +2,10 @@
 
 ``with lab.environment("lab", region="ap-northeast-2") as env:`` starts a server on an ephemeral port
 that picks its certificate chain by SNI (legacy ``data.iot.<region>`` names get the VeriSign G5 ->
-Symantec G4 twin chain, ``-ats`` names and the control plane get the Amazon Trust Services twins, RSA
-or ECDSA as the handshake negotiates), routes ``*.amazonaws.com`` to it in this process, sets fake AWS
-credentials and the trust view of the installed certifi, and creates a thing ready for shadow calls.
+Symantec G4 twin chain, ``-ats`` names and the control plane get the Amazon Trust Services twins: RSA
+to any client offering RSA, ECDSA only to ECDSA-only clients, as real ATS endpoints do), routes
+``*.amazonaws.com`` to it in this process, sets fake AWS credentials and the trust view of the
+installed certifi, and creates a thing ready for shadow calls.
 ``lab.environment("live", ...)`` gives the same surface against real AWS with your credentials.
 Inside, ``env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy")`` sets the environment
 variables that make an unchanged ``boto3.client("iot-data")`` behave as it did in the incident.
