@@ -1,7 +1,9 @@
 """Lab twins of the real CAs behind AWS IoT's endpoints, and trust views that swap them in.
 
 A twin has the real certificate's subject name plus one extra OU (``LAB_OU``) saying it is a lab twin,
-the real root's validity and key type, and a key made here. ``trust_view`` takes a real bundle and
+the real root's validity, key type and extensions (key identifiers aside), and a key made here. The
+real intermediates and cross-signatures are not in any bundle the kit holds (data/README.md), so their
+twins carry a CA's usual extensions. ``trust_view`` takes a real bundle and
 replaces each real root that has a twin (matched by the real subject name) with that twin, so the lab
 is trusted exactly where the real root was.
 """
@@ -244,6 +246,7 @@ def _new_pki(real_roots: dict[str, x509.Certificate]) -> LabPKI:
             key_type=_key_type(real),
             not_before=real.not_valid_before_utc,
             not_after=real.not_valid_after_utc,
+            extensions=list(real.extensions),  # every one, as the real root carries it
         )
     for twin_id, (issuer_id, country, org, unit, cn, key_type) in _INTERMEDIATES.items():
         name = lab_name(make_name(cn, organization=org, organizational_unit=unit, country=country))

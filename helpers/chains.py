@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pandas is imported where a table is built, never for a verd
     from helpers.bundles import Bundle
 
 __all__ = [
+    "CLIENT_OFFERS",
     "Chain",
     "ChainError",
     "Verdict",
@@ -36,8 +37,10 @@ __all__ = [
     "across_certifi",
     "collect",
     "fetch_chain",
+    "fetch_chains",
     "load_chain",
     "matrix",
+    "offer",
     "parse_endpoint",
     "parse_time",
     "style_verdicts",
@@ -202,7 +205,29 @@ def load_chain(path_or_pem: str | os.PathLike | bytes) -> Chain:
 # --- capture ---------------------------------------------------------------------------------------
 
 
-def _unverified_capture_context(alpn: str | Iterable[str] | None = None) -> ssl.SSLContext:
+# What a client offers, by name: None is Python's default (TLS 1.3 and 1.2, ECDSA and RSA suites); the
+# others are TLS 1.2 suites of one key type only, as sslyze offers to find every chain a server has.
+CLIENT_OFFERS: dict[str, str | None] = {
+    "default": None,
+    "rsa-only": "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305",
+    "ecdsa-only": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305",
+}
+
+
+def offer(context: ssl.SSLContext, client_offer: str) -> ssl.SSLContext:
+    """Make ``context`` offer what a :data:`CLIENT_OFFERS` name says (TLS 1.2 and those suites only)."""
+    if client_offer not in CLIENT_OFFERS:
+        raise InputError(f"offer={client_offer!r}: use one of {', '.join(CLIENT_OFFERS)}")
+    suites = CLIENT_OFFERS[client_offer]
+    if suites is not None:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(suites)
+    return context
+
+
+def _unverified_capture_context(
+    alpn: str | Iterable[str] | None = None, client_offer: str = "default"
+) -> ssl.SSLContext:
     """A client context that records what the server presents WITHOUT verifying it (capture only).
 
     Nothing made with it is ever trusted: :func:`fetch_chain` returns the certificates, and a verdict
@@ -213,7 +238,7 @@ def _unverified_capture_context(alpn: str | Iterable[str] | None = None) -> ssl.
     context.verify_mode = ssl.CERT_NONE
     if alpn:
         context.set_alpn_protocols([alpn] if isinstance(alpn, str) else list(alpn))
-    return context
+    return offer(context, client_offer)
 
 
 def _presented_chain_der(tls: ssl.SSLSocket) -> list[bytes]:
@@ -230,14 +255,17 @@ def fetch_chain(
     server_name: str | None = None,
     timeout: float = 10.0,
     alpn: str | Iterable[str] | None = None,
+    client_offer: str = "default",
 ) -> Chain:
     """Connect, do a real TLS handshake and record the whole chain the server presents, untrusted.
 
     ``server_name`` is the SNI to send (default: ``host``); ``alpn`` offers protocols, e.g.
-    ``"x-amzn-mqtt-ca"`` for AWS IoT's MQTT on 443. Failures raise a one-line :class:`ChainError`.
+    ``"x-amzn-mqtt-ca"`` for AWS IoT's MQTT on 443; ``client_offer`` names what the client offers
+    (:data:`CLIENT_OFFERS`: 'default', 'rsa-only', 'ecdsa-only'). Failures raise a one-line
+    :class:`ChainError`.
     """
     where = f"{host}:{port}"
-    context = _unverified_capture_context(alpn)
+    context = _unverified_capture_context(alpn, client_offer)
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
@@ -276,8 +304,42 @@ def fetch_chain(
         port=port,
         server_name=server_name,
         captured_at=dt.datetime.now(dt.UTC),
+        notes={} if client_offer == "default" else {"client_offer": client_offer},
         **chain_meta,
     )
+
+
+def fetch_chains(
+    host: str,
+    port: int = 443,
+    *,
+    server_name: str | None = None,
+    timeout: float = 10.0,
+    alpn: str | Iterable[str] | None = None,
+) -> dict[str, Chain]:
+    """Every chain the server presents, as sslyze finds them: offer RSA suites only, then ECDSA only.
+
+    Returns {'rsa-only': Chain, 'ecdsa-only': Chain}, without an offer the server refused (it has no
+    chain of that key type) or one that got the same chain as an earlier offer. Untrusted, as
+    :func:`fetch_chain`; ChainError if no offer gets a chain.
+    """
+    found: dict[str, Chain] = {}
+    errors: list[str] = []
+    for client_offer in ("rsa-only", "ecdsa-only"):
+        try:
+            chain = fetch_chain(
+                host, port, server_name=server_name, timeout=timeout, alpn=alpn, client_offer=client_offer
+            )
+        except ChainError as exc:
+            if "TLS handshake failed" not in str(exc):  # unreachable, not a key type it lacks
+                raise
+            errors.append(f"{client_offer}: {exc}")
+            continue
+        if not any(chain.certificates == seen.certificates for seen in found.values()):
+            found[client_offer] = chain
+    if not found:
+        raise ChainError("; ".join(errors))
+    return found
 
 
 def _certificates_from_der(ders: list[bytes], where: str) -> list[x509.Certificate]:
@@ -316,9 +378,14 @@ def collect(
     chain_files: Sequence[str | os.PathLike] = (),
     timeout: float = 10.0,
     save_dir: str | os.PathLike | None = None,
+    all_chains: bool = False,
 ) -> dict[str, Chain]:
     """Every chain to check, by label: saved chain files, then live captures of ``endpoint_hosts``
-    (HOST or HOST:PORT), each saved as ``HOST_PORT.pem`` in ``save_dir`` if given."""
+    (HOST or HOST:PORT), each saved as ``HOST_PORT.pem`` in ``save_dir`` if given.
+
+    ``all_chains``: capture every chain each endpoint serves (:func:`fetch_chains`), labelled
+    ``HOST:PORT (rsa-only)`` / ``(ecdsa-only)`` and saved as ``HOST_PORT_rsa-only.pem``.
+    """
     collected: dict[str, Chain] = {}
 
     def add(label: str, chain: Chain) -> None:  # the same endpoint twice (a file and a capture): keep both
@@ -330,10 +397,14 @@ def collect(
             raise InputError(f"{path}: the chain records no host; save it with atskit or add '# host: NAME'")
         add(f"{chain.label} ({Path(path).name})", chain)
     for host, port in [parse_endpoint(h) for h in endpoint_hosts]:
-        chain = fetch_chain(host, port, timeout=timeout)
-        add(chain.label, chain)
-        if save_dir is not None:
-            chain.save(Path(save_dir) / f"{host}_{port}.pem")
+        if not all_chains:
+            captured = {"": fetch_chain(host, port, timeout=timeout)}
+        else:
+            captured = fetch_chains(host, port, timeout=timeout)
+        for client_offer, chain in captured.items():
+            add(f"{chain.label} ({client_offer})" if client_offer else chain.label, chain)
+            if save_dir is not None:
+                chain.save(Path(save_dir) / f"{host}_{port}{'_' + client_offer if client_offer else ''}.pem")
     return collected
 
 

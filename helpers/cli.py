@@ -285,7 +285,12 @@ def _check(args: argparse.Namespace) -> int:
     bundle_list = [b for spec in (args.bundle or ["installed"]) for b in load_bundles(spec)]
     hosts, chain_files = _endpoint_hosts(args), _chain_files(args)
     mode = _mode(args, hosts)
-    options = {"chain_files": chain_files, "timeout": args.timeout, "save_dir": args.save_chains}
+    options = {
+        "chain_files": chain_files,
+        "timeout": args.timeout,
+        "save_dir": args.save_chains,
+        "all_chains": args.all_chains,
+    }
     if mode == "lab":
         from helpers import lab
 
@@ -701,6 +706,11 @@ def _add_subcommands(sub) -> None:
     _endpoint_options(p)
     p.add_argument(
         "--bundle", action="append", metavar="SPEC", help=f"{_BUNDLE_HELP} (repeatable; default installed)"
+    )
+    p.add_argument(
+        "--all-chains",
+        action="store_true",
+        help="capture every chain each endpoint serves (RSA-only, then ECDSA-only offers) and check each",
     )
     p.set_defaults(func=_check)
 

@@ -2,9 +2,10 @@
 
 ``with lab.environment("lab", region="ap-northeast-2") as env:`` starts a server on an ephemeral port
 that picks its certificate chain by SNI (legacy ``data.iot.<region>`` names get the VeriSign G5 ->
-Symantec G4 twin chain, ``-ats`` names and the control plane get the Amazon Trust Services twins, RSA
-or ECDSA as the handshake negotiates), routes ``*.amazonaws.com`` to it in this process, sets fake AWS
-credentials and the trust view of the installed certifi, and creates a thing ready for shadow calls.
+Symantec G4 twin chain, ``-ats`` names and the control plane get the Amazon Trust Services twins: RSA
+to any client offering RSA, ECDSA only to ECDSA-only clients, as real ATS endpoints do), routes
+``*.amazonaws.com`` to it in this process, sets fake AWS credentials and the trust view of the
+installed certifi, and creates a thing ready for shadow calls.
 ``lab.environment("live", ...)`` gives the same surface against real AWS with your credentials.
 Inside, ``env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy")`` sets the environment
 variables that make an unchanged ``boto3.client("iot-data")`` behave as it did in the incident.
@@ -28,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import _aws, _cache, _lab_routing, bundles, endpoints
+from helpers import _aws, _cache, _lab_routing, _x509, bundles, endpoints
 from helpers._io import atomic_write_bytes
 from helpers._lab_twins import CHAINS, LAB_OU, LabPKI, is_lab_twin, pki, trust_view, twin_roots
-from helpers.incident import REGION, THING_NAME
+from helpers.incident import REGION, ROOT_AT_FAULT, THING_NAME, WORKING_CERTIFI
 from helpers.kinds import InputError, KitError, Mode
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKED_ENDPOINTS",
+    "ROOT_FILE_ROOTS",
     "LAB_OU",
     "Lab",
     "LabEnv",
@@ -50,6 +52,7 @@ __all__ = [
     "is_lab_twin",
     "live",
     "pki",
+    "root_file_verdicts",
     "running",
     "trust_view",
     "twin_roots",
@@ -61,6 +64,12 @@ _IOT_DATA_HOSTS = {"legacy": "data_legacy", "ats": "data_ats", "account-ats": "a
 IOT_DATA_ENDPOINTS = ("default", *_IOT_DATA_HOSTS)
 CHECKED_ENDPOINTS = tuple(_IOT_DATA_HOSTS.values())  # what a check covers by default
 _HANDSHAKE_TIMEOUT = 10.0
+# The ATS server's cipher order: RSA first, so only a client offering no RSA suite gets the ECDSA chain
+# (all four are on AWS IoT's documented list; see docs/evidence-ats-chains.md).
+ATS_SERVER_CIPHERS = (
+    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
+)
 _account_numbers = itertools.count(1)
 _log = logging.getLogger(__name__)
 
@@ -288,7 +297,15 @@ class Lab:
             yield self
 
     def _tls_contexts(self) -> dict[str, ssl.SSLContext]:
-        """Server contexts per chain: 'legacy' (RSA) and 'ats' (RSA and ECDSA; the handshake picks one)."""
+        """Server contexts per chain: 'legacy' (RSA) and 'ats' (RSA and ECDSA, RSA preferred).
+
+        As real ATS endpoints do (docs/evidence-ats-chains.md), the ATS context serves the RSA chain to
+        any client that offers an RSA suite (Python's default context, OpenSSL, mbedTLS) and the ECDSA
+        chain only to a client offering nothing else: the server's cipher order puts ECDHE-RSA first,
+        and TLS is capped at 1.2, since under TLS 1.3 OpenSSL picks the certificate by signature
+        algorithm (ECDSA first) and Python's ssl cannot set a server's. The ATS context is the one a
+        handshake starts in, so its version cap holds for legacy names too (docs/design.md).
+        """
         lab_pki = pki()
         contexts = {}
         with tempfile.TemporaryDirectory(prefix="atskit-lab-") as tmp:
@@ -302,6 +319,9 @@ class Lab:
                 if served not in contexts:
                     contexts[served] = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                     contexts[served].minimum_version = ssl.TLSVersion.TLSv1_2
+                    if served == "ats":
+                        contexts[served].maximum_version = ssl.TLSVersion.TLSv1_2
+                        contexts[served].set_ciphers(ATS_SERVER_CIPHERS)
                 contexts[served].load_cert_chain(chain_path, key_path)
         contexts["ats"].sni_callback = self._on_sni(contexts)
         return contexts
@@ -668,3 +688,55 @@ def environment(mode: str = Mode.LAB, *, region: str = REGION, thing_name: str =
     if mode is Mode.LIVE:
         return live(region, thing_name=thing_name, session=session)
     raise InputError(f"mode={mode!r}: an environment is 'lab' or 'live'")
+
+
+# The single-root trust stores of docs/evidence-ats-chains.md section 4: a device's root-CA.crt
+ROOT_FILE_ROOTS = (
+    "Amazon Root CA 1",
+    "Amazon Root CA 3",
+    "Starfield Services Root Certificate Authority - G2",
+    ROOT_AT_FAULT,
+)
+ROOT_FILE_CLIENTS = (("ats", "default"), ("ats", "rsa-only"), ("ats", "ecdsa-only"), ("legacy", "default"))
+
+
+def root_file_verdicts(
+    *, at: dt.datetime | str | None = None, release: str = WORKING_CERTIFI, region: str = REGION
+) -> pd.DataFrame:
+    """Which lab chain verifies against a trust store of one real root, per client kind (a DataFrame).
+
+    One row per root of :data:`ROOT_FILE_ROOTS` (taken from certifi ``release``, written to a PEM file
+    of its own and mapped to its trust view, as ``atskit check --bundle FILE`` does); one bool column
+    per chain as served to a client offer (``chains.CLIENT_OFFERS``): 'ats default', 'ats rsa-only',
+    'ats ecdsa-only', 'legacy default'. The chains are captured from a lab started for the call (a real
+    handshake each) and verified with ``chains.verify`` at ``at`` (default now).
+    """
+    import pandas as pd
+
+    from helpers import chains
+
+    real = bundles.certifi(release)
+    names = {"ats": f"data-ats.iot.{region}.amazonaws.com", "legacy": f"data.iot.{region}.amazonaws.com"}
+    with Lab(region) as server:
+        served = {
+            (endpoint, client_offer): chains.fetch_chain(
+                server.host, server.port, server_name=names[endpoint], client_offer=client_offer
+            )
+            for endpoint, client_offer in ROOT_FILE_CLIENTS
+        }
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="atskit-roots-") as tmp:
+        for root_name in ROOT_FILE_ROOTS:
+            found = [c for c in real.find(root_name) if c.subject == c.issuer]
+            if len(found) != 1:
+                raise InputError(
+                    f"certifi {release} holds {len(found)} roots named {root_name!r}; pick another release"
+                )
+            path = atomic_write_bytes(Path(tmp, "root.pem"), _x509.to_pem(found))
+            view = trust_view(bundles.from_pem(path, name=f"{root_name} only"))
+            row = {"root": root_name}
+            for (endpoint, client_offer), chain in served.items():
+                verdict = chains.verify(chain, view, hostname=chain.hostname, at=at)
+                row[f"{endpoint} {client_offer}"] = verdict.ok
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["root", *(f"{e} {o}" for e, o in ROOT_FILE_CLIENTS)])

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from helpers._io import atomic_write_bytes
 from helpers.kinds import InputError
@@ -95,6 +96,9 @@ _CA_KEY_USAGE = x509.KeyUsage(
 )
 
 
+_KEY_IDENTIFIERS = (ExtensionOID.SUBJECT_KEY_IDENTIFIER, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+
+
 class CA:
     """A certificate authority: a root (no ``parent``) or an intermediate under ``parent``."""
 
@@ -110,7 +114,10 @@ class CA:
         path_length: int | None = None,
         not_before: dt.datetime = DEFAULT_NOT_BEFORE,
         not_after: dt.datetime = DEFAULT_NOT_AFTER,
+        extensions: Sequence[x509.Extension] | None = None,
     ) -> None:
+        """``extensions``: carry these (a real certificate's, for a twin) instead of the default basic
+        constraints and CA key usage; the key identifiers are always this CA's own."""
         self.name = (
             name
             if isinstance(name, x509.Name)
@@ -121,13 +128,17 @@ class CA:
         self.key: PrivateKey = _new_key(key_type)
         self.parent = parent
         signer = parent.key if parent else self.key
-        builder = (
-            _builder(
-                self.name, parent.name if parent else self.name, self.key.public_key(), not_before, not_after
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-            .add_extension(_CA_KEY_USAGE, critical=True)
+        builder = _builder(
+            self.name, parent.name if parent else self.name, self.key.public_key(), not_before, not_after
         )
+        if extensions is None:
+            extensions = [
+                x509.Extension(x509.BasicConstraints.oid, True, x509.BasicConstraints(True, path_length)),
+                x509.Extension(x509.KeyUsage.oid, True, _CA_KEY_USAGE),
+            ]
+        for extension in extensions:
+            if extension.oid not in _KEY_IDENTIFIERS:
+                builder = builder.add_extension(extension.value, critical=extension.critical)
         if parent:
             builder = builder.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(parent.key.public_key()), critical=False

@@ -23,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from helpers import _x509, bundles, chains, pki
 from helpers.chains import ChainError
+from helpers.kinds import InputError
 
 # Verdicts are pinned to AT; the PKIs are built so that OpenSSL, which uses the real clock, agrees:
 # valid certificates span 2020-2040, the expired ones ended in 2022, the future one starts in 2035.
@@ -625,3 +626,8 @@ def test_lab_views_of_every_release_break_where_g5_left_and_ssl_agrees(world: Wo
             (removed, (False, "unable to get local issuer certificate")),
         ]:
             assert ssl_handshake(port, views[versions.index(version)], AWS_HOST) == expected, version
+
+
+def test_an_unknown_client_offer_is_refused_in_one_line_before_connecting() -> None:
+    with pytest.raises(InputError, match=r"^offer='dsa-only': use one of default, rsa-only, ecdsa-only$"):
+        chains.fetch_chain("127.0.0.1", 1, client_offer="dsa-only")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from helpers import bundles, chains, cli, lab
 from helpers._paths import ROOT
@@ -262,6 +263,45 @@ def test_check_the_labs_own_endpoints_masks_the_account_prefix(capsys):
     assert any(
         re.fullmatch(r"<prefix-[0-9a-f]{4}>-ats\.iot\.ap-northeast-2\.amazonaws\.com", h) for h in hosts
     )
+
+
+def _root_file(tmp_path: Path, cn: str) -> Path:
+    """The real root named ``cn`` (certifi 2020.6.20's copy) alone in a PEM file, as a device ships it."""
+    (root,) = [c for c in bundles.certifi("2020.6.20").find(cn) if c.subject == c.issuer]
+    path = tmp_path / f"{cn.replace(' ', '')}.pem"
+    path.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_check_with_the_real_amazon_root_ca_1_file_passes_ats_and_fails_legacy(capsys, tmp_path):
+    root_file = _root_file(tmp_path, "Amazon Root CA 1")
+    done = atskit_here(capsys, "check", "--lab", "--bundle", str(root_file), "--at", "2024-06-01", "--json")
+    assert done.returncode == 1, done.stderr  # the legacy endpoint fails, as it does with this file
+    verdicts = {r["host"]: (r["ok"], r["reason"]) for r in json.loads(done.stdout)["results"]}
+    legacy = "data.iot.ap-northeast-2.amazonaws.com"
+    assert verdicts.pop(legacy)[0] is False
+    assert len(verdicts) == 2 and set(verdicts.values()) == {(True, "ok")}, verdicts
+
+
+def test_check_all_chains_checks_the_rsa_and_ecdsa_chains_of_an_ats_endpoint(capsys, tmp_path):
+    root_file = _root_file(tmp_path, "Amazon Root CA 3")
+    ats, legacy = "data-ats.iot.ap-northeast-2.amazonaws.com", "data.iot.ap-northeast-2.amazonaws.com"
+    done = atskit_here(
+        capsys, "check", "--lab", ats, legacy, "--all-chains", "--bundle", str(root_file),
+        "--at", "2024-06-01", "--save-chains", str(tmp_path), "--json",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    verdicts = {r["endpoint"]: r["ok"] for r in json.loads(done.stdout)["results"]}
+    assert verdicts == {
+        f"{ats}:443 (rsa-only)": False,
+        f"{ats}:443 (ecdsa-only)": True,
+        f"{legacy}:443 (rsa-only)": False,
+    }
+    assert sorted(p.name for p in tmp_path.glob("*_443_*.pem")) == [
+        f"{ats}_443_ecdsa-only.pem",
+        f"{ats}_443_rsa-only.pem",
+        f"{legacy}_443_rsa-only.pem",
+    ]
 
 
 # --- upgrade-check ---------------------------------------------------------------------------------

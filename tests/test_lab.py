@@ -16,9 +16,12 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.retries import standard
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from helpers import _lab_routing, _lab_twins, _x509, botocore_facts, bundles, chains, lab
+from helpers._paths import ROOT
 
 REGION = "ap-northeast-2"
 THING = "incident-thing"
@@ -549,3 +552,142 @@ def test_the_ats_chains_verify_against_every_releases_lab_view():
             chain = env.fetch_chain(env.endpoints[name])
             frame = chains.across_certifi(chain, hostname=chain.hostname, trust=env.trust_view)
             assert set(frame["reason"]) == {"ok"}, frame.loc[~frame["ok"], ["version", "message"]].head()
+
+
+# --- which ATS chain a client gets (docs/evidence-ats-chains.md) -----------------------------------
+
+_CLIENT_SUITES = {
+    "rsa-only": "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384",
+    "ecdsa-only": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384",
+}
+
+
+def _served(port: int, ca_file: str, suites: str | None) -> tuple[str, str, str]:
+    """A verifying handshake to data-ats: (leaf key type, the root the client reached, TLS version)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if suites:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(suites)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=f"data-ats.iot.{REGION}.amazonaws.com") as tls,
+    ):
+        public = getattr(tls, "get_verified_chain", None)  # 3.13+; before, on the _ssl object
+        verified = public() if public is not None else tls._sslobj.get_verified_chain()
+        ders = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in verified]
+        leaf, root = (x509.load_der_x509_certificate(d) for d in (ders[0], ders[-1]))
+        key = "rsa" if isinstance(leaf.public_key(), rsa.RSAPublicKey) else "ec"
+        return key, _x509.name_attr(root.subject, NameOID.COMMON_NAME), tls.version()
+
+
+@pytest.fixture(scope="class")
+def served():
+    """A handshake function on one lab, trusting certifi 2020.6.20's view (every root): the server picks."""
+    ca_file = str(lab.trust_view(bundles.certifi("2020.6.20")).path())
+    with lab.Lab(REGION) as server:
+        yield lambda suites: _served(server.port, ca_file, suites)
+
+
+class TestWhichAtsChain:
+    """Real verifying handshakes to data-ats: which leaf key and root each kind of client gets."""
+
+    def test_pythons_default_context_gets_the_rsa_chain_to_root_ca_1(self, served):
+        assert served(None) == ("rsa", ROOT_CA_1, "TLSv1.2")
+
+    def test_an_rsa_only_client_gets_the_rsa_chain(self, served):
+        assert served(_CLIENT_SUITES["rsa-only"])[:2] == ("rsa", ROOT_CA_1)
+
+    def test_an_ecdsa_only_client_gets_the_ecdsa_chain_to_root_ca_3(self, served):
+        assert served(_CLIENT_SUITES["ecdsa-only"])[:2] == ("ec", ROOT_CA_3)
+
+
+def test_root_file_verdicts_follow_the_evidence():
+    frame = lab.root_file_verdicts(at="2024-06-01").set_index("root")
+    expected = {  # ats default, ats rsa-only, ats ecdsa-only, legacy default
+        ROOT_CA_1: [True, True, False, False],
+        ROOT_CA_3: [False, False, True, False],
+        STARFIELD_G2: [True, True, True, False],
+        G5: [False, False, False, True],
+    }
+    assert {root: list(frame.loc[root]) for root in frame.index} == expected
+    assert list(frame.columns) == ["ats default", "ats rsa-only", "ats ecdsa-only", "legacy default"]
+
+
+def test_fetch_chains_finds_both_ats_chains_and_the_one_legacy_chain():
+    with lab.Lab(REGION) as server:
+        ats, legacy = (
+            chains.fetch_chains(server.host, server.port, server_name=f"{name}.iot.{REGION}.amazonaws.com")
+            for name in ("data-ats", "data")
+        )
+    assert isinstance(ats["rsa-only"].leaf.public_key(), rsa.RSAPublicKey)
+    assert isinstance(ats["ecdsa-only"].leaf.public_key(), ec.EllipticCurvePublicKey)
+    assert {c.tls_version for c in ats.values()} == {"TLSv1.2"}
+    assert list(legacy) == ["rsa-only"]
+    assert _x509.name_attr(legacy["rsa-only"].certificates[-1].issuer, NameOID.COMMON_NAME) == G5
+
+
+# --- twins carry their real certificate's extensions; the kit agrees with openssl --------------------
+
+_KEY_IDS = {"2.5.29.14", "2.5.29.35"}  # subject and authority key identifiers: a twin's own key
+
+
+def test_each_root_twin_carries_every_extension_of_its_real_root():
+    pki = lab.pki()
+    for twin_id, real in pki.real_roots.items():
+        twin = pki.cas[twin_id].cert
+
+        def by_oid(cert):
+            return {e.oid.dotted_string: e for e in cert.extensions}
+
+        real_ext, twin_ext = by_oid(real), by_oid(twin)
+        assert set(real_ext) == set(twin_ext), twin_id
+        for oid, extension in real_ext.items():
+            assert twin_ext[oid].critical == extension.critical, (twin_id, oid)
+            if oid not in _KEY_IDS:
+                assert twin_ext[oid].value == extension.value, (twin_id, oid)
+            else:
+                assert twin_ext[oid].value != extension.value, (twin_id, oid)
+
+
+def test_the_kit_agrees_with_openssl_verify_on_the_lab_chains_in_every_certifi_release(tmp_path):
+    at = "2024-06-01T00:00:00+00:00"
+    epoch = str(int(chains.parse_time(at).timestamp()))
+    pki = lab.pki()
+    served = {
+        chain_id: chains.Chain(
+            [c for pem in pki.served_chain_pems(chain_id, REGION) for c in _x509.parse_pem(pem).certificates],
+            server_name=f"{'data' if chain_id == 'legacy' else 'data-ats'}.iot.{REGION}.amazonaws.com",
+        )
+        for chain_id in ("legacy", "ats-rsa", "ats-ecdsa")
+    }
+    files = {}
+    for chain_id, chain in served.items():
+        leaf, rest = tmp_path / f"{chain_id}-leaf.pem", tmp_path / f"{chain_id}-rest.pem"
+        leaf.write_bytes(_x509.to_pem([chain.leaf]))
+        rest.write_bytes(_x509.to_pem(chain.intermediates))
+        files[chain_id] = (leaf, rest)
+    disagreements, verdicts = [], set()
+    for release in bundles.certifi_versions():
+        view = lab.trust_view(release)
+        if not len(view):
+            continue
+        for chain_id, chain in served.items():
+            leaf, rest = files[chain_id]
+            command = ["openssl", "verify", "-attime", epoch, "-no-CApath", "-no-CAstore"]
+            command += ["-CAfile", str(view.path()), "-untrusted", str(rest), "-purpose", "sslserver"]
+            command += ["-verify_hostname", chain.hostname, str(leaf)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            kit = chains.verify(chain, view, hostname=chain.hostname, at=at)
+            verdicts.add((chain_id, kit.ok))
+            if (done.returncode == 0) != kit.ok:
+                disagreements.append((release, chain_id, kit.message, done.stdout + done.stderr))
+    assert not disagreements, disagreements[:3]
+    assert {("legacy", True), ("legacy", False), ("ats-rsa", True), ("ats-ecdsa", True)} <= verdicts
+
+
+def test_the_data_readme_names_the_real_roots_the_twins_copy():
+    text = (ROOT / "data" / "README.md").read_text()
+    listed = dict(re.findall(r"^\| `([a-z0-9_]+)` \| [^|]+ \| `([0-9a-f]{64})` \|$", text, re.MULTILINE))
+    assert listed == {t: _x509.fingerprint(c) for t, c in lab.pki().real_roots.items()}
+    in_data = {_x509.fingerprint(c) for c in bundles.certifi("2020.6.20").certificates}
+    assert set(listed.values()) <= in_data
