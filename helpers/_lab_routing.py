@@ -3,7 +3,8 @@
 While a route is active, every name-resolution path Python offers is replaced in this process:
 ``getaddrinfo``, ``gethostbyname`` and ``gethostbyname_ex`` of both ``socket`` and ``_socket``, and
 ``connect``, ``connect_ex`` and ``sendto`` of ``socket.socket`` given a name. AWS names go to the lab's
-127.0.0.1 port, loopback names resolve as usual, anything else is refused in one line. An audit hook also
+127.0.0.1 port (a route's ``ports`` sends some service ports, MQTT's 8883, to another lab listener),
+loopback names resolve as usual, anything else is refused in one line. An audit hook also
 refuses ``connect``/``sendto`` to any non-loopback address. When the route ends, every original is put
 back.
 """
@@ -18,7 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 AWS_SUFFIX = ".amazonaws.com"
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
@@ -26,12 +27,14 @@ _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-l
 
 @dataclass(frozen=True, eq=False)
 class Route:
-    """One lab's claim on AWS names: its region, its port, and whether it is still serving."""
+    """One lab's claim on AWS names: its region, its port, whether it is still serving, and other ports
+    (service port -> lab port, e.g. {8883: port of the lab's MQTT listener}); any other port -> ``port``."""
 
     label: str
     region: str
     port: int
     is_serving: Callable[[], bool]
+    ports: Mapping[int, int] = field(default_factory=dict)
 
 
 _lock = threading.RLock()
@@ -70,15 +73,15 @@ def _routed_getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa
     name = host.decode("idna") if isinstance(host, bytes) else host
     if name is None or not _is_name(name):
         return _saved["_socket.getaddrinfo"](host, port, family, type, proto, flags)
-    _, lab_port = _lab_address(name)
+    _, lab_port = _lab_address(name, port)
     if family not in (0, socket.AF_INET, socket.AF_UNSPEC):
         raise socket.gaierror(socket.EAI_FAMILY, f"{name}: the lab listens on IPv4 127.0.0.1 only")
     sock_type = type or socket.SOCK_STREAM
     return [(socket.AF_INET, sock_type, proto or socket.IPPROTO_TCP, "", ("127.0.0.1", lab_port))]
 
 
-def _lab_address(name: str) -> tuple[str, int]:
-    """The lab's (127.0.0.1, port) for an AWS name; gaierror in one line for any other name."""
+def _lab_address(name: str, port=None) -> tuple[str, int]:
+    """The lab's (127.0.0.1, port) for an AWS name and service port; gaierror in one line for other names."""
     route = _route_for(name) if name.lower().rstrip(".").endswith(AWS_SUFFIX) else None
     if route is None:
         raise socket.gaierror(
@@ -89,7 +92,11 @@ def _lab_address(name: str) -> tuple[str, int]:
         raise socket.gaierror(
             socket.EAI_NONAME, f"{name}: {route.label} is stopped; start it again or leave its 'with' block"
         )
-    return "127.0.0.1", route.port
+    try:
+        service_port = int(port) if port is not None else None
+    except (TypeError, ValueError):  # a service name such as "https"
+        service_port = None
+    return "127.0.0.1", route.ports.get(service_port, route.port)
 
 
 def _is_name(host) -> bool:
@@ -122,7 +129,7 @@ def _routed_address(address):
     """A socket address with an AWS name replaced by the lab's address (other names refused)."""
     if isinstance(address, tuple) and address and _is_name(address[0]):
         name = address[0].decode("idna") if isinstance(address[0], bytes) else address[0]
-        return _lab_address(name)
+        return _lab_address(name, address[1] if len(address) > 1 else None)
     return address
 
 

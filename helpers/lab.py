@@ -6,6 +6,10 @@ Symantec G4 twin chain, ``-ats`` names and the control plane get the Amazon Trus
 to any client offering RSA, ECDSA only to ECDSA-only clients, as real ATS endpoints do), routes
 ``*.amazonaws.com`` to it in this process, sets fake AWS credentials and the trust view of the
 installed certifi, and creates a thing ready for shadow calls.
+It also speaks MQTT 3.1.1 (``_lab_mqtt``) with client certificates, as AWS IoT device endpoints do: on
+8883 (a second listener, which the routing maps 8883 to) and on 443 with ALPN ``x-amzn-mqtt-ca``; the
+chain is chosen by SNI as for HTTPS. Device certificates are moto's (``env.register_device()``): the
+lab trusts exactly the certificates moto holds as ACTIVE, so any other is refused in the TLS handshake.
 ``lab.environment("live", ...)`` gives the same surface against real AWS with your credentials.
 Inside, ``env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy")`` sets the environment
 variables that make an unchanged ``boto3.client("iot-data")`` behave as it did in the incident.
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import _aws, _cache, _lab_routing, _x509, bundles, endpoints
+from helpers import _aws, _cache, _lab_mqtt, _lab_routing, _x509, bundles, endpoints
 from helpers._io import atomic_write_bytes
 from helpers._lab_twins import CHAINS, LAB_OU, LabPKI, is_lab_twin, pki, trust_view, twin_roots
 from helpers.incident import REGION, ROOT_AT_FAULT, THING_NAME, WORKING_CERTIFI
@@ -40,6 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKED_ENDPOINTS",
+    "MQTT_ALPN",
+    "MQTT_PORT",
+    "DeviceCredentials",
+    "DeviceEndpoint",
     "ROOT_FILE_ROOTS",
     "LAB_OU",
     "Lab",
@@ -52,6 +60,7 @@ __all__ = [
     "is_lab_twin",
     "live",
     "pki",
+    "real_root_file",
     "root_file_verdicts",
     "running",
     "trust_view",
@@ -71,6 +80,8 @@ ATS_SERVER_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
 )
 _account_numbers = itertools.count(1)
+MQTT_PORT = 8883  # AWS IoT's MQTT port (mutual TLS); 443 serves MQTT to clients offering MQTT_ALPN
+MQTT_ALPN = _lab_mqtt.MQTT_ALPN
 _log = logging.getLogger(__name__)
 
 
@@ -119,9 +130,12 @@ def _server_classes():
 
         daemon_threads = True
 
-        def __init__(self, lab: Lab, listener: socket.socket, front: ssl.SSLContext) -> None:
+        def __init__(
+            self, lab: Lab, listener: socket.socket, front: ssl.SSLContext, *, mqtt_only: bool = False
+        ) -> None:
             super().__init__("127.0.0.1", 0, lab._wsgi_app, Handler, fd=listener.fileno())
             self.lab, self.ssl_context, self.open_sockets = lab, front, set()
+            self.mqtt_only = mqtt_only  # the 8883 listener: every connection is MQTT
 
         def finish_request(self, request, client_address) -> None:
             request.settimeout(_HANDSHAKE_TIMEOUT)
@@ -135,10 +149,15 @@ def _server_classes():
                     error = None
                 except (ssl.SSLError, OSError) as exc:
                     error = exc
-                self.lab._record_connection(tls, error)
+                listener = _lab_mqtt_port_label(self.mqtt_only)
+                self.lab._record_connection(tls, error, listener)
                 if error is not None:
                     return
                 tls.settimeout(None)
+                if self.mqtt_only or tls.selected_alpn_protocol() == MQTT_ALPN:
+                    if tls.getpeercert(binary_form=True):  # 443 asks for a certificate, MQTT needs one
+                        self.lab._broker.serve(tls)
+                    return
                 super().finish_request(tls, client_address)
             finally:
                 self.open_sockets.discard(tls)
@@ -148,6 +167,11 @@ def _server_classes():
             _log.debug("%s: " + message, type, *args)
 
     return Server
+
+
+def _lab_mqtt_port_label(mqtt_only: bool) -> int:
+    """The service port a listener stands for: 8883 (MQTT only) or 443."""
+    return MQTT_PORT if mqtt_only else 443
 
 
 def _listen(port: int) -> socket.socket:
@@ -200,6 +224,12 @@ class Lab:
         self._handshaking = threading.Condition()
         self._in_flight = 0  # handshakes accepted and not yet recorded
         self._requests: list[dict] = []
+        self._mqtt_server = None
+        self._mqtt_thread: threading.Thread | None = None
+        self._broker = _lab_mqtt.Broker(self.account_id, region)
+        self._files: tempfile.TemporaryDirectory | None = None  # served chains, device credentials
+        self._device_contexts: dict[tuple[str, ...], dict[str, ssl.SSLContext]] = {}
+        self._device_lock = threading.Lock()
 
     @property
     def label(self) -> str:
@@ -220,6 +250,18 @@ class Lab:
         """The TCP port the lab listens on (LabError if the lab is not running)."""
         self._require_running()
         return self._port
+
+    @property
+    def mqtt_port(self) -> int:
+        """The port of the lab's MQTT listener (what the routing maps 8883 to; LabError if stopped)."""
+        self._require_running()
+        return self._mqtt_server.server_address[1]
+
+    @property
+    def files(self) -> Path:
+        """The lab's private folder (0700): served chains and device credentials, removed at stop."""
+        self._require_running()
+        return Path(self._files.name)
 
     def _require_running(self) -> None:
         """Raise a one-line LabError if the lab is stopped."""
@@ -242,26 +284,38 @@ class Lab:
                         "(leave its 'with' block, or run the notebook's last cell); one lab at a time"
                     )
                 _running = self
+            listeners = []
             try:
                 server_class = _server_classes()
-                contexts = self._tls_contexts()
-                listener = _listen(self._requested_port)
+                self._files = tempfile.TemporaryDirectory(prefix="atskit-lab-")
+                self._write_chains()
+                listeners.append(_listen(self._requested_port))
+                listeners.append(_listen(0))
+                self._server = server_class(self, listeners[0], self._front_context(ssl.CERT_OPTIONAL))
+                self._mqtt_server = server_class(
+                    self, listeners[1], self._front_context(ssl.CERT_REQUIRED), mqtt_only=True
+                )
             except BaseException:
-                _release(self)
-                raise
-            try:
-                self._server = server_class(self, listener, contexts["ats"])
-            except BaseException:
+                for server in (self._server, self._mqtt_server):
+                    if server is not None:
+                        server.server_close()
+                self._server = self._mqtt_server = None
+                if self._files is not None:
+                    self._files.cleanup()
                 _release(self)
                 raise
             finally:
-                listener.close()  # the server holds its own duplicate of the descriptor
+                for listener in listeners:
+                    listener.close()  # each server holds its own duplicate of the descriptor
             self._port = self._server.server_address[1]
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            self._thread, self._mqtt_thread = (
+                threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+                for server in (self._server, self._mqtt_server)
             )
             self._thread.name = f"atskit-{self.label}"
+            self._mqtt_thread.name = f"atskit-{self.label}-mqtt"
             self._thread.start()
+            self._mqtt_thread.start()
             return self
 
     def stop(self) -> None:
@@ -270,13 +324,19 @@ class Lab:
             server, self._server = self._server, None
             if server is None:
                 return
-            server.shutdown()
-            server.server_close()
+            mqtt_server, self._mqtt_server = self._mqtt_server, None
+            for each in (server, mqtt_server):
+                each.shutdown()
+                each.server_close()
             _release(self)
-            for tls in list(server.open_sockets):
+            self._broker.close_all()
+            for tls in [*server.open_sockets, *mqtt_server.open_sockets]:
                 with suppress(OSError):
                     tls.shutdown(socket.SHUT_RDWR)
             self._thread.join(timeout=5)
+            self._mqtt_thread.join(timeout=5)
+            self._files.cleanup()
+            self._device_contexts.clear()
             _drop_moto_state(self.account_id)
 
     def __enter__(self) -> Lab:
@@ -291,12 +351,27 @@ class Lab:
         self._require_running()
         port = self._port
         route = _lab_routing.Route(
-            self.label, self.region, port, lambda: self.is_running and self._port == port
+            self.label,
+            self.region,
+            port,
+            lambda: self.is_running and self._port == port,
+            ports={MQTT_PORT: self.mqtt_port},
         )
         with _lab_routing.routed(route):
             yield self
 
-    def _tls_contexts(self) -> dict[str, ssl.SSLContext]:
+    def _write_chains(self) -> None:
+        """Write each served chain and its key into the lab's private folder (read by every context)."""
+        lab_pki = pki()
+        for chain_id in CHAINS:
+            leaf = lab_pki.leaves(self.region)[chain_id]
+            served = b"".join(lab_pki.served_chain_pems(chain_id, self.region))
+            atomic_write_bytes(Path(self._files.name, f"{chain_id}.pem"), served, mode=0o600)
+            atomic_write_bytes(Path(self._files.name, f"{chain_id}.key"), leaf.private_key_pem, mode=0o600)
+
+    def _tls_contexts(
+        self, trusted: tuple[str, ...] = (), verify_mode: ssl.VerifyMode = ssl.CERT_OPTIONAL
+    ) -> dict[str, ssl.SSLContext]:
         """Server contexts per chain: 'legacy' (RSA) and 'ats' (RSA and ECDSA, RSA preferred).
 
         As real ATS endpoints do (docs/evidence-ats-chains.md), the ATS context serves the RSA chain to
@@ -305,33 +380,65 @@ class Lab:
         and TLS is capped at 1.2, since under TLS 1.3 OpenSSL picks the certificate by signature
         algorithm (ECDSA first) and Python's ssl cannot set a server's. The ATS context is the one a
         handshake starts in, so its version cap holds for legacy names too (docs/design.md).
+
+        Client certificates: ``trusted`` (PEM texts, moto's ACTIVE device certificates) are the only
+        trust anchors (partial chains allowed: a device certificate is its own anchor). ``verify_mode``
+        counts only in the context a handshake starts in (OpenSSL keeps it across the SNI switch).
+        Both offer ALPN ``x-amzn-mqtt-ca`` before ``http/1.1``.
         """
-        lab_pki = pki()
         contexts = {}
-        with tempfile.TemporaryDirectory(prefix="atskit-lab-") as tmp:
-            for chain_id in CHAINS:
-                leaf = lab_pki.leaves(self.region)[chain_id]
-                chain_path = atomic_write_bytes(
-                    Path(tmp, f"{chain_id}.pem"), b"".join(lab_pki.served_chain_pems(chain_id, self.region))
-                )
-                key_path = atomic_write_bytes(Path(tmp, f"{chain_id}.key"), leaf.private_key_pem)
-                served = "legacy" if chain_id == "legacy" else "ats"
-                if served not in contexts:
-                    contexts[served] = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                    contexts[served].minimum_version = ssl.TLSVersion.TLSv1_2
-                    if served == "ats":
-                        contexts[served].maximum_version = ssl.TLSVersion.TLSv1_2
-                        contexts[served].set_ciphers(ATS_SERVER_CIPHERS)
-                contexts[served].load_cert_chain(chain_path, key_path)
-        contexts["ats"].sni_callback = self._on_sni(contexts)
+        for chain_id in CHAINS:
+            served = "legacy" if chain_id == "legacy" else "ats"
+            if served not in contexts:
+                context = contexts[served] = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                if served == "ats":
+                    context.maximum_version = ssl.TLSVersion.TLSv1_2
+                    context.set_ciphers(ATS_SERVER_CIPHERS)
+                context.set_alpn_protocols([MQTT_ALPN, "http/1.1"])
+                context.verify_mode = verify_mode
+                context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+                if trusted:
+                    context.load_verify_locations(cadata="".join(trusted))
+            contexts[served].load_cert_chain(
+                Path(self._files.name, f"{chain_id}.pem"), Path(self._files.name, f"{chain_id}.key")
+            )
         return contexts
 
-    def _on_sni(self, contexts: dict[str, ssl.SSLContext]):
-        """The SNI callback: note the server name and switch to the chain it gets."""
+    def _front_context(self, verify_mode: ssl.VerifyMode) -> ssl.SSLContext:
+        """The context a listener's handshakes start in: 443 asks for a client certificate
+        (CERT_OPTIONAL), 8883 demands one (CERT_REQUIRED); its SNI callback picks the chain."""
+        front = self._tls_contexts(verify_mode=verify_mode)["ats"]
+        front.sni_callback = self._on_sni()
+        return front
+
+    def _trusted_device_certificates(self) -> tuple[str, ...]:
+        """The PEM texts of the certificates moto holds as ACTIVE for this lab's account and region."""
+        from moto.iot.models import iot_backends
+
+        if self.account_id not in iot_backends:
+            return ()
+        certificates = iot_backends[self.account_id][self.region].certificates
+        return tuple(sorted(c.certificate_pem for c in list(certificates.values()) if c.status == "ACTIVE"))
+
+    def _contexts_now(self) -> dict[str, ssl.SSLContext]:
+        """The served contexts trusting the device certificates active right now (made once per set)."""
+        trusted = self._trusted_device_certificates()
+        with self._device_lock:
+            contexts = self._device_contexts.get(trusted)
+            if contexts is None:
+                if len(self._device_contexts) > 16:
+                    self._device_contexts.clear()
+                contexts = self._device_contexts[trusted] = self._tls_contexts(trusted)
+            return contexts
+
+    def _on_sni(self):
+        """The SNI callback: note the server name and switch to the chain it gets, trusting the device
+        certificates active at this moment (so a certificate made INACTIVE is refused from then on)."""
 
         def choose(tls: ssl.SSLSocket, server_name: str | None, _context: ssl.SSLContext) -> None:
             tls.atskit_server_name = server_name
-            tls.context = contexts[chain_for(server_name, self.region)]
+            tls.context = self._contexts_now()[chain_for(server_name, self.region)]
 
         return choose
 
@@ -340,8 +447,8 @@ class Lab:
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
         return _moto_dispatcher()(environ, start_response)
 
-    def _record_connection(self, tls: ssl.SSLSocket, error: BaseException | None) -> None:
-        """Remember one TLS handshake and how it ended."""
+    def _record_connection(self, tls: ssl.SSLSocket, error: BaseException | None, port: int = 443) -> None:
+        """Remember one TLS handshake and how it ended (``port``: 443 or 8883, the service port)."""
         server_name = getattr(tls, "atskit_server_name", None)
         with self._handshaking:
             self._in_flight -= 1
@@ -355,6 +462,9 @@ class Lab:
                     "tls_version": None if error else tls.version(),
                     "cipher": None if error else tls.cipher()[0],
                     "error": " ".join(str(error).split()) if error else None,
+                    "port": port,
+                    "alpn": None if error else tls.selected_alpn_protocol(),
+                    "client_cert": None if error else bool(tls.getpeercert(binary_form=True)),
                 }
             )
 
@@ -372,7 +482,8 @@ class Lab:
         )
 
     def connections(self, *, settle: float = 2.0) -> pd.DataFrame:
-        """One row per TLS handshake the lab saw: server name (SNI), chain served, outcome, error.
+        """One row per TLS handshake the lab saw: server name (SNI), chain served, outcome, error, service
+        port (443 or 8883), ALPN protocol chosen and whether a client certificate was verified.
 
         Waits up to ``settle`` seconds for handshakes still in progress (a client that gave up may be
         a moment ahead of the server thread recording its side).
@@ -382,6 +493,7 @@ class Lab:
         import pandas as pd
 
         columns = ["at", "server_name", "chain", "outcome", "tls_version", "cipher", "error"]
+        columns += ["port", "alpn", "client_cert"]
         return pd.DataFrame(list(self._connections), columns=columns)
 
     def requests(self) -> pd.DataFrame:
@@ -420,22 +532,31 @@ class Lab:
             botocore_session=core,
         )
 
-    def prepare(self, thing_name: str = THING_NAME, *, session=None) -> LabEnv:
-        """Create ``thing_name`` and look up the account endpoints through the lab (routing must be on).
+    def setup_client(self, service: str, *, session=None):
+        """A boto3 client for the lab's own setup calls: fake keys, trusting the twin roots, no retries.
 
-        ``session``: the boto3 Session to make the calls with (default: a new one with the fake keys).
+        ``session``: the boto3 Session to make it from (default: a new one with the fake keys).
         """
         import boto3
         from botocore.config import Config
 
-        self._require_running()
         if session is None:
             session = boto3.session.Session(
                 aws_access_key_id=FAKE_ACCESS_KEY_ID,
                 aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
                 region_name=self.region,
             )
-        iot = session.client("iot", verify=str(twin_roots_path()), config=Config(retries={"max_attempts": 1}))
+        config = Config(retries={"max_attempts": 1})
+        return session.client(service, region_name=self.region, verify=str(twin_roots_path()), config=config)
+
+    def prepare(self, thing_name: str = THING_NAME, *, session=None) -> LabEnv:
+        """Create ``thing_name`` and look up the account endpoints through the lab (routing must be on).
+
+        ``session``: the boto3 Session to make the calls with (default: a new one with the fake keys).
+        """
+
+        self._require_running()
+        iot = self.setup_client("iot", session=session)
         iot.create_thing(thingName=thing_name)
         return LabEnv(
             region=self.region, thing_name=thing_name, endpoints=_endpoints(iot, self.region), lab=self
@@ -486,6 +607,35 @@ def _endpoints(iot, region: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class DeviceEndpoint:
+    """Where a device connects: host, port, ALPN protocol (None on 8883) and the chain it gets."""
+
+    name: str  # 'legacy 8883', 'ats 443', ...
+    host: str
+    port: int
+    alpn: str | None
+    chain: str  # 'legacy' (VeriSign G5) or 'ats' (Amazon Root CA 1)
+
+
+@dataclass(frozen=True)
+class DeviceCredentials:
+    """A device certificate moto issued and registered (attached to ``thing_name``), with its key.
+
+    ``cert_path`` / ``key_path``: 0600 files in the lab's private folder, removed when the lab stops.
+    ``endpoint``: the account's ATS device endpoint (``<prefix>-ats.iot.<region>.amazonaws.com``).
+    """
+
+    thing_name: str
+    cert_id: str
+    cert_arn: str
+    cert_pem: str
+    key_pem: str
+    cert_path: Path
+    key_path: Path
+    endpoint: str
+
+
 @dataclass
 class _Env:
     """What lab and live mode share: the region's endpoints, trust by certifi release, and the
@@ -511,6 +661,19 @@ class _Env:
 
         self._check()
         return chains.fetch_chain(host, port, **options)
+
+    def device_endpoints(self) -> list[DeviceEndpoint]:
+        """The account's MQTT device endpoints: legacy and ATS, each on 8883 and on 443 with ALPN."""
+        return [
+            DeviceEndpoint(f"{kind} {port}", self.endpoints[f"account_{kind}"], port, alpn, kind)
+            for kind in ("legacy", "ats")
+            for port, alpn in ((MQTT_PORT, None), (443, MQTT_ALPN))
+        ]
+
+    def device_root_file(self, real_root: str | os.PathLike) -> Path:
+        """The root file to give a device that holds the real root PEM ``real_root`` (a device's
+        root-CA.crt): here the file itself; in the lab its trust view (real roots -> twins)."""
+        return Path(real_root)
 
     def checked_hosts(self) -> list[str]:
         """The hosts a check covers by default: the legacy, ATS and account ATS data endpoints."""
@@ -601,6 +764,47 @@ class LabEnv(_Env):
     def connections(self) -> pd.DataFrame:
         """The lab's TLS handshakes so far (see :meth:`Lab.connections`)."""
         return self.lab.connections()
+
+    def device_root_file(self, real_root: str | os.PathLike) -> Path:
+        """The lab's stand-in for a device's root file: the real roots in ``real_root`` (a PEM file)
+        swapped for their twins (a root without a twin stays as it is, and verifies nothing here)."""
+        self._check()
+        return trust_view(bundles.from_pem(real_root, name=Path(real_root).name)).path()
+
+    def register_device(self, thing_name: str | None = None, *, active: bool = True) -> DeviceCredentials:
+        """A device certificate and key from moto's ``create_keys_and_certificate`` (ACTIVE unless
+        ``active=False``), attached to ``thing_name`` (default: this environment's thing), written to the
+        lab's private folder. Routing must be on (inside ``running``)."""
+        self._check()
+        thing_name = thing_name or self.thing_name
+        iot = self.lab.setup_client("iot")
+        created = iot.create_keys_and_certificate(setAsActive=active)
+        iot.attach_thing_principal(thingName=thing_name, principal=created["certificateArn"])
+        cert_id = created["certificateId"]
+        folder = self.lab.files
+        cert_path = atomic_write_bytes(
+            folder / f"{cert_id[:16]}.cert.pem", created["certificatePem"].encode(), mode=0o600
+        )
+        key_path = atomic_write_bytes(
+            folder / f"{cert_id[:16]}.private.key", created["keyPair"]["PrivateKey"].encode(), mode=0o600
+        )
+        return DeviceCredentials(
+            thing_name=thing_name,
+            cert_id=cert_id,
+            cert_arn=created["certificateArn"],
+            cert_pem=created["certificatePem"],
+            key_pem=created["keyPair"]["PrivateKey"],
+            cert_path=cert_path,
+            key_path=key_path,
+            endpoint=self.endpoints["account_ats"],
+        )
+
+    def mqtt_events(self) -> pd.DataFrame:
+        """What the lab's MQTT broker saw: one row per connect, publish, subscribe, shadow answer, close."""
+        import pandas as pd
+
+        columns = ["at", "client_id", "event", "topic", "detail"]
+        return pd.DataFrame(list(self.lab._broker.events), columns=columns)
 
     def requests(self) -> pd.DataFrame:
         """The lab's HTTP requests so far (see :meth:`Lab.requests`)."""
@@ -700,6 +904,18 @@ ROOT_FILE_ROOTS = (
 ROOT_FILE_CLIENTS = (("ats", "default"), ("ats", "rsa-only"), ("ats", "ecdsa-only"), ("legacy", "default"))
 
 
+def real_root_file(
+    name: str, path: str | os.PathLike, *, release: str | bundles.Bundle = WORKING_CERTIFI
+) -> Path:
+    """Write the real root named ``name`` (a CN, e.g. 'Amazon Root CA 1') from certifi ``release`` to
+    ``path``, as a device's root-CA.crt holds it; InputError unless the release holds exactly one."""
+    real = bundles.certifi(release) if isinstance(release, str) else release
+    found = [c for c in real.find(name) if c.subject == c.issuer]
+    if len(found) != 1:
+        raise InputError(f"{real.name} holds {len(found)} roots named {name!r}; pick another release")
+    return atomic_write_bytes(Path(path), _x509.to_pem(found))
+
+
 def root_file_verdicts(
     *, at: dt.datetime | str | None = None, release: str = WORKING_CERTIFI, region: str = REGION
 ) -> pd.DataFrame:
@@ -727,12 +943,7 @@ def root_file_verdicts(
     rows = []
     with tempfile.TemporaryDirectory(prefix="atskit-roots-") as tmp:
         for root_name in ROOT_FILE_ROOTS:
-            found = [c for c in real.find(root_name) if c.subject == c.issuer]
-            if len(found) != 1:
-                raise InputError(
-                    f"certifi {release} holds {len(found)} roots named {root_name!r}; pick another release"
-                )
-            path = atomic_write_bytes(Path(tmp, "root.pem"), _x509.to_pem(found))
+            path = real_root_file(root_name, Path(tmp, "root.pem"), release=real)
             view = trust_view(bundles.from_pem(path, name=f"{root_name} only"))
             row = {"root": root_name}
             for (endpoint, client_offer), chain in served.items():

@@ -22,6 +22,7 @@ PRIVATE_MODULE_USERS = {
     "_git": {"cli"},
     "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_twins", "lab"},
     "_io": None,  # shared: atomic writes
+    "_lab_mqtt": {"lab"},
     "_lab_routing": {"lab"},
     "_lab_twins": {"lab"},
     "_paths": None,  # shared: where the data is
