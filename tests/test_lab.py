@@ -691,3 +691,13 @@ def test_the_data_readme_names_the_real_roots_the_twins_copy():
     assert listed == {t: _x509.fingerprint(c) for t, c in lab.pki().real_roots.items()}
     in_data = {_x509.fingerprint(c) for c in bundles.certifi("2020.6.20").certificates}
     assert set(listed.values()) <= in_data
+
+
+def test_device_credentials_are_private_files_that_go_with_the_lab():
+    with lab.running(region=REGION, thing_name="other-thing") as other:
+        creds = other.register_device()
+        assert creds.cert_path.read_text() == creds.cert_pem and creds.key_path.read_text() == creds.key_pem
+        assert creds.key_path.stat().st_mode & 0o077 == 0 and creds.endpoint == other.endpoints["account_ats"]
+        principals = boto3.client("iot").list_thing_principals(thingName="other-thing")["principals"]
+        assert principals == [creds.cert_arn]
+    assert not creds.key_path.exists() and not creds.cert_path.parent.exists()
