@@ -160,14 +160,14 @@ def read_endpoints_file(path: str) -> list[str]:
 
 def _endpoint_hosts(args: argparse.Namespace) -> list[str]:
     """The endpoints named on the command line and in --endpoints-file, checked."""
-    from helpers.chains import parse_endpoint
+    from helpers.chains import parse_target
 
     hosts = list(args.endpoints) + (
         read_endpoints_file(args.endpoints_file) if args.endpoints_file is not None else []
     )
     for host in hosts:
         try:
-            parse_endpoint(host)
+            parse_target(host)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     return hosts
@@ -295,10 +295,16 @@ def _check(args: argparse.Namespace) -> int:
         from helpers import lab
 
         with lab.environment("lab", region=args.region or lab.REGION) as env:
-            collected = chains.collect(hosts or env.checked_hosts(), **options)
+            if hosts:
+                collected = chains.collect(hosts, alpn=args.alpn, **options)
+            else:
+                collected = {}
+                for endpoints, alpn in _lab_endpoints(env):
+                    found = chains.collect(endpoints, alpn=alpn, **options)
+                    collected |= {f"{k} (ALPN {alpn})" if alpn else k: v for k, v in found.items()}
             bundle_list = [env.trust_view(b) for b in bundle_list]
     else:
-        collected = chains.collect(hosts, **options)
+        collected = chains.collect(hosts, alpn=args.alpn, **options)
     rows = chains.matrix(collected, bundle_list, at=at)
     failed = sum(not row["ok"] for row in rows)
     summary = f"{len(rows) - failed}/{len(rows)} endpoint x bundle checks pass"
@@ -306,6 +312,30 @@ def _check(args: argparse.Namespace) -> int:
     text = "\n".join([_text_table(rows, ["endpoint", "bundle", "ok", "reason"]), *failures, summary])
     _emit(args, {"ok": failed == 0, "summary": summary, "results": rows}, text)
     return 1 if failed else 0
+
+
+MQTT_ALPN = "x-amzn-mqtt-ca"  # AWS IoT's ALPN for MQTT with a client certificate on port 443
+
+
+def _lab_endpoints(env) -> list[tuple[list[str], str | None]]:
+    """What ``check --lab`` covers, as (endpoints, ALPN) groups: the HTTPS data endpoints, then the
+    device (MQTT) endpoints the lab serves.
+
+    A lab that lists its device endpoints (``env.device_endpoints()``: 'HOST:PORT' or (HOST:PORT, ALPN))
+    is taken at its word. Otherwise only port 8883 of the account endpoints: the lab routes every port
+    of an AWS name to its one TLS server, which picks the chain by SNI, so their chain is checked; 443
+    with ALPN is left out, as that server negotiates no ALPN.
+    """
+    groups: list[tuple[list[str], str | None]] = [(env.checked_hosts(), None)]
+    listed = getattr(env, "device_endpoints", None)
+    if listed is None:
+        groups.append(([f"{env.endpoints[name]}:8883" for name in ("account_ats", "account_legacy")], None))
+        return groups
+    by_alpn: dict[str | None, list[str]] = {}
+    for item in listed():
+        endpoint, alpn = (item, None) if isinstance(item, str) else item
+        by_alpn.setdefault(alpn, []).append(endpoint)
+    return groups + [(endpoints, alpn) for alpn, endpoints in by_alpn.items()]
 
 
 def _diff_bundles(args: argparse.Namespace) -> int:
@@ -674,7 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _endpoint_options(p: argparse.ArgumentParser) -> None:
     """The endpoint options shared by check and upgrade-check."""
-    p.add_argument("endpoints", nargs="*", metavar="HOST[:PORT]", help="live endpoints to capture (port 443)")
+    p.add_argument(
+        "endpoints",
+        nargs="*",
+        metavar="HOST[:PORT]",
+        help="live endpoints to capture (port 443); HOST:PORT{IP} connects to IP and sends HOST",
+    )
     p.add_argument("--endpoints-file", metavar="F", help="endpoints one per line ('#' comments allowed)")
     p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
     p.add_argument(
@@ -711,6 +746,11 @@ def _add_subcommands(sub) -> None:
         "--all-chains",
         action="store_true",
         help="capture every chain each endpoint serves (RSA-only, then ECDSA-only offers) and check each",
+    )
+    p.add_argument(
+        "--alpn",
+        metavar="PROTOCOL",
+        help=f"offer this ALPN protocol on every capture (AWS IoT MQTT on 443: {MQTT_ALPN})",
     )
     p.set_defaults(func=_check)
 
