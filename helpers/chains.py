@@ -274,7 +274,9 @@ def fetch_chain(
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=server_name or host, do_handshake_on_connect=False) as tls,
+            context.wrap_socket(
+                raw, server_hostname=server_name or host, do_handshake_on_connect=False
+            ) as tls,
         ):
             try:
                 tls.do_handshake()
