@@ -338,6 +338,27 @@ def _lab_endpoints(env) -> list[tuple[list[str], str | None]]:
     return groups + [(endpoints, alpn) for alpn, endpoints in by_alpn.items()]
 
 
+def _devices(args: argparse.Namespace) -> int:
+    """Verify each inventory device's endpoint against the one root it carries: exit 1 if any fails."""
+    from helpers import devices
+    from helpers.kinds import Mode
+
+    _regular_file(args.inventory, "devices", "a CSV inventory (device, endpoint, root_file or root_sha256)")
+    chain_files = _chain_files(args)
+    if args.lab and chain_files:
+        raise UsageError("--lab and --chain-file: give one source of chains")
+    mode = Mode.LAB if args.lab else Mode.SAVED if chain_files else Mode.LIVE
+    result = devices.check_inventory(
+        args.inventory, mode=mode, chain_files=chain_files, at=parse_at(args.at), timeout=args.timeout
+    )
+    failed = sum(not row["ok"] for row in result.rows)
+    outcomes = ", ".join(f"{reason} {count}" for reason, count in result.summary().items())
+    summary = f"{len(result.rows) - failed}/{len(result.rows)} devices pass ({outcomes})"
+    text = "\n".join([_text_table(result.rows, ["device", "endpoint", "root", "ok", "reason"]), summary])
+    _emit(args, result.as_dict() | {"summary_line": summary}, text)
+    return 0 if result.ok else 1
+
+
 def _diff_bundles(args: argparse.Namespace) -> int:
     """Roots removed and added going from bundle A to bundle B."""
     from helpers import bundles
@@ -753,6 +774,25 @@ def _add_subcommands(sub) -> None:
         help=f"offer this ALPN protocol on every capture (AWS IoT MQTT on 443: {MQTT_ALPN})",
     )
     p.set_defaults(func=_check)
+
+    p = sub.add_parser(
+        "devices",
+        help="would each device's root file verify its endpoint? (an inventory CSV; exit 1 if any fails)",
+        description="Verify each device of an inventory (CSV: device, endpoint HOST[:PORT] (port 8883), "
+        "root_file or root_sha256, optional client default|rsa-only|ecdsa-only) against a trust store of "
+        "the one root it carries. Exit 0 all pass, 1 any fails, 2 bad input.",
+        epilog="example: atskit devices fleet.csv --lab\n         atskit devices fleet.csv --chain-file "
+        "evidence/a1b2-ats.iot.eu-west-1.amazonaws.com_8883.pem",
+    )
+    p.add_argument("inventory", metavar="INVENTORY.csv", help="one row per device")
+    p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
+    p.add_argument("--lab", action="store_true", help="check against the offline lab (real roots -> twins)")
+    p.add_argument(
+        "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
+    )
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per live TLS capture (default 10)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (schema 1)")
+    p.set_defaults(func=_devices)
 
     p = sub.add_parser(
         "diff-bundles",
