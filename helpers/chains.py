@@ -278,6 +278,7 @@ def fetch_chain(
                 raw, server_hostname=server_name or host, do_handshake_on_connect=False
             ) as tls,
         ):
+            peer = tls.getpeername()  # before the handshake: a server refusing us may reset the connection
             try:
                 tls.do_handshake()
             except ssl.SSLError as exc:  # e.g. a TLS 1.2 server that wants a client certificate
@@ -288,7 +289,6 @@ def fetch_chain(
                     "a server that requires a client certificate ends TLS 1.2 handshakes this way"
                 )
             ders = _presented_chain_der(tls)
-            peer = tls.getpeername()
             cipher = tls.cipher()
             chain_meta = {
                 "peer_address": f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}",

@@ -345,8 +345,6 @@ def _devices(args: argparse.Namespace) -> int:
 
     _regular_file(args.inventory, "devices", "a CSV inventory (device, endpoint, root_file or root_sha256)")
     chain_files = _chain_files(args)
-    if args.lab and chain_files:
-        raise UsageError("--lab and --chain-file: give one source of chains")
     mode = Mode.LAB if args.lab else Mode.SAVED if chain_files else Mode.LIVE
     result = devices.check_inventory(
         args.inventory, mode=mode, chain_files=chain_files, at=parse_at(args.at), timeout=args.timeout
@@ -786,7 +784,11 @@ def _add_subcommands(sub) -> None:
     )
     p.add_argument("inventory", metavar="INVENTORY.csv", help="one row per device")
     p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
-    p.add_argument("--lab", action="store_true", help="check against the offline lab (real roots -> twins)")
+    p.add_argument(
+        "--lab",
+        action="store_true",
+        help="check against the offline lab, or --chain-file chains saved from it (real roots -> twins)",
+    )
     p.add_argument(
         "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
     )

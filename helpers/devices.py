@@ -135,10 +135,11 @@ def check_inventory(
 
     ``mode``: 'live' captures each (endpoint, client) once with ``chains.fetch_chain``; 'saved' takes
     the chains from ``chain_files`` (matched by host, port and the '# client_offer' a capture records;
-    none for 'default'); 'lab' captures from a lab started per region, with each real root mapped to
-    its lab twin (``lab.trust_view``). A capture that fails is that device's failure (reason 'unknown').
-    Bad input (missing columns, an unknown fingerprint, an unreadable root file, a bad endpoint or
-    client) raises a one-line InputError naming the row. Verdicts are computed once per distinct
+    none for 'default'); 'lab' captures from a lab started per region (or takes ``chain_files`` saved
+    from a lab), with each real root mapped to its lab twin (``lab.trust_view``). A capture that fails
+    is that device's failure (reason 'unknown'). Bad input (missing columns, an unknown fingerprint,
+    an unreadable root file, a bad endpoint or client) raises a one-line InputError naming the row.
+    Verdicts are computed once per distinct
     (chain, root) and counted in ``DeviceCheck.verifications``.
     """
     mode = Mode(mode)
@@ -152,7 +153,7 @@ def check_inventory(
     roots = {key: _load_root(key, row) for row in rows for key in [row.root_key]}
     wanted = list(dict.fromkeys((row.target, row.client) for row in rows))
     if mode is Mode.LAB:
-        chain_of = _lab_chains(wanted, timeout=timeout)
+        chain_of = _saved_chains(wanted, chain_files) if chain_files else _lab_chains(wanted, timeout=timeout)
         roots = _lab_views(roots)
     elif mode is Mode.SAVED:
         chain_of = _saved_chains(wanted, chain_files)
