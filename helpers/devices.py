@@ -139,8 +139,7 @@ def check_inventory(
     from a lab), with each real root mapped to its lab twin (``lab.trust_view``). A capture that fails
     is that device's failure (reason 'unknown'). Bad input (missing columns, an unknown fingerprint,
     an unreadable root file, a bad endpoint or client) raises a one-line InputError naming the row.
-    Verdicts are computed once per distinct
-    (chain, root) and counted in ``DeviceCheck.verifications``.
+    Verdicts are computed once per distinct (chain, root) and counted in ``DeviceCheck.verifications``.
     """
     mode = Mode(mode)
     moment = chains.parse_time(at) or dt.datetime.now(dt.UTC)
