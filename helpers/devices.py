@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import os
 import re
@@ -146,10 +147,12 @@ def check_inventory(
     base = Path(rows_or_path).parent if isinstance(rows_or_path, str | os.PathLike) else Path.cwd()
     if isinstance(rows_or_path, str) and "\n" in rows_or_path:
         base = Path.cwd()
-    rows = [_parse_row(raw, base) for raw in read_inventory(rows_or_path)]
+    resolved: dict[str, str] = {}  # root_file as written -> its absolute path, resolved once
+    rows = [_parse_row(raw, base, resolved) for raw in read_inventory(rows_or_path)]
     if not rows:
         raise InputError("the inventory has no devices; add one row per device under the header")
-    roots = {key: _load_root(key, row) for row in rows for key in [row.root_key]}
+    first_row = {row.root_key: row for row in reversed(rows)}  # each distinct root, with its first row
+    roots = {key: _load_root(key, row) for key, row in reversed(first_row.items())}
     wanted = list(dict.fromkeys((row.target, row.client) for row in rows))
     if mode is Mode.LAB:
         chain_of = _saved_chains(wanted, chain_files) if chain_files else _lab_chains(wanted, timeout=timeout)
@@ -175,7 +178,7 @@ def check_inventory(
     return DeviceCheck(results, str(mode), verifications=len(verdicts), captures=len(chain_of), at=moment)
 
 
-def _parse_row(raw: Mapping[str, str], base: Path) -> _Row:
+def _parse_row(raw: Mapping[str, str], base: Path, resolved: dict[str, str]) -> _Row:
     """An inventory row checked; one-line InputError naming the row otherwise."""
     line = raw.get("_line", "?")
     device = (raw.get("device") or "").strip()
@@ -184,7 +187,7 @@ def _parse_row(raw: Mapping[str, str], base: Path) -> _Row:
         raise InputError(f"{where}: no device id; fill the device column")
     endpoint = (raw.get("endpoint") or "").strip()
     try:
-        target = chains.parse_target(endpoint, default_port=DEFAULT_PORT)
+        target = _target(endpoint)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     client = (raw.get("client") or "").strip() or "default"
@@ -194,12 +197,20 @@ def _parse_row(raw: Mapping[str, str], base: Path) -> _Row:
     if bool(root_file) == bool(root_sha):
         raise InputError(f"{where}: give exactly one of root_file and root_sha256")
     if root_file:
+        if root_file not in resolved:
+            resolved[root_file] = str((base / root_file).resolve())
         return _Row(int(line) if line.isdigit() else 0, device, endpoint, target, client,
-                    ("file", str((base / root_file).resolve())))  # fmt: skip
+                    ("file", resolved[root_file]))  # fmt: skip
     fingerprint = root_sha.lower().replace(":", "")
     if not _SHA256.match(fingerprint):
         raise InputError(f"{where}: root_sha256 {root_sha!r} is not a SHA-256 (64 hex digits)")
     return _Row(int(line) if line.isdigit() else 0, device, endpoint, target, client, ("sha256", fingerprint))
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(endpoint: str) -> chains.Target:
+    """``chains.parse_target`` with port 8883 by default, once per distinct endpoint text."""
+    return chains.parse_target(endpoint, default_port=DEFAULT_PORT)
 
 
 def _load_root(key: tuple[str, str], row: _Row) -> bundles.Bundle:
