@@ -32,6 +32,7 @@ __all__ = [
     "CLIENT_OFFERS",
     "Chain",
     "ChainError",
+    "Target",
     "Verdict",
     "across_bundles",
     "across_certifi",
@@ -42,6 +43,7 @@ __all__ = [
     "matrix",
     "offer",
     "parse_endpoint",
+    "parse_target",
     "parse_time",
     "style_verdicts",
     "transitions",
@@ -261,22 +263,36 @@ def fetch_chain(
 
     ``server_name`` is the SNI to send (default: ``host``); ``alpn`` offers protocols, e.g.
     ``"x-amzn-mqtt-ca"`` for AWS IoT's MQTT on 443; ``client_offer`` names what the client offers
-    (:data:`CLIENT_OFFERS`: 'default', 'rsa-only', 'ecdsa-only'). Failures raise a one-line
-    :class:`ChainError`.
+    (:data:`CLIENT_OFFERS`: 'default', 'rsa-only', 'ecdsa-only'). No client certificate is sent: a
+    server asks for one only after presenting its chain, so a handshake that then fails (TLS 1.2
+    servers such as AWS IoT's port 8883) still yields the chain, noted as ``notes['handshake']``.
+    Failures before the chain arrives raise a one-line :class:`ChainError`.
     """
     where = f"{host}:{port}"
     context = _unverified_capture_context(alpn, client_offer)
+    notes = {} if client_offer == "default" else {"client_offer": client_offer}
     try:
         with (
             socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(raw, server_hostname=server_name or host) as tls,
+            context.wrap_socket(
+                raw, server_hostname=server_name or host, do_handshake_on_connect=False
+            ) as tls,
         ):
+            peer = tls.getpeername()  # before the handshake: a server refusing us may reset the connection
+            try:
+                tls.do_handshake()
+            except ssl.SSLError as exc:  # e.g. a TLS 1.2 server that wants a client certificate
+                if not _presented_chain_der(tls):  # nothing presented yet: a plain failed handshake
+                    raise
+                notes["handshake"] = (
+                    f"failed after the server sent its chain ({exc.reason or exc}); "
+                    "a server that requires a client certificate ends TLS 1.2 handshakes this way"
+                )
             ders = _presented_chain_der(tls)
-            peer = tls.getpeername()
             cipher = tls.cipher()
             chain_meta = {
                 "peer_address": f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}",
-                "tls_version": tls.version(),
+                "tls_version": tls.version() or (cipher[1] if cipher else None),
                 "cipher": cipher[0] if cipher else None,
                 "alpn": tls.selected_alpn_protocol(),
             }
@@ -304,7 +320,7 @@ def fetch_chain(
         port=port,
         server_name=server_name,
         captured_at=dt.datetime.now(dt.UTC),
-        notes={} if client_offer == "default" else {"client_offer": client_offer},
+        notes=notes,
         **chain_meta,
     )
 
@@ -359,17 +375,57 @@ def _certificates_from_der(ders: list[bytes], where: str) -> list[x509.Certifica
 
 
 _ENDPOINT = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?$"
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?"
+    r"(?:\{(?P<address>[^{}]*)\})?$"
 )
+
+
+@dataclass(frozen=True)
+class Target:
+    """An endpoint to capture: the name (sent as SNI and checked), the port, and the address to connect
+    to when it is not the name's own (sslyze's ``host:port{ip}``)."""
+
+    host: str
+    port: int
+    address: str | None = None
+
+    @property
+    def label(self) -> str:
+        """'host:port', or 'host:port{address}'."""
+        return f"{self.host}:{self.port}" + (f"{{{self.address}}}" if self.address else "")
+
+
+def parse_target(text: str, *, default_port: int = 443) -> Target:
+    """'HOST[:PORT][{IP}]' or '[v6][:PORT][{IP}]' -> :class:`Target`; a one-line InputError otherwise.
+
+    ``{IP}`` connects to that address (IPv4, or IPv6 with or without brackets) while sending HOST.
+    """
+    usage = "use HOST, HOST:PORT or HOST:PORT{IP} with a port from 1 to 65535"
+    match = _ENDPOINT.match(text.strip()) if isinstance(text, str) else None
+    if not match:
+        raise InputError(f"bad endpoint {text!r}: {usage}")
+    port = int(match["port"]) if match["port"] else default_port
+    if not 0 < port < 65536:
+        raise InputError(f"bad endpoint {text!r}: {usage}")
+    address = match["address"]
+    if address is not None:
+        literal = address.strip().removeprefix("[").removesuffix("]")
+        try:
+            address = str(ipaddress.ip_address(literal))
+        except ValueError:
+            raise InputError(
+                f"bad endpoint {text!r}: {{{address}}} is not an IP address; {usage}, e.g. "
+                "a1b2-ats.iot.eu-west-1.amazonaws.com:8883{10.0.0.5}"
+            ) from None
+    return Target((match["v6"] or match["name"]).lower(), port, address)
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:
     """'host', 'host:port' or '[v6]:port' -> (host, port); ValueError naming the input otherwise."""
-    match = _ENDPOINT.match(text.strip()) if isinstance(text, str) else None
-    port = int(match["port"]) if match and match["port"] else 443
-    if not match or not 0 < port < 65536:
-        raise InputError(f"bad endpoint {text!r}: use HOST or HOST:PORT with a port from 1 to 65535")
-    return (match["v6"] or match["name"]).lower(), port
+    target = parse_target(text)
+    if target.address:
+        raise InputError(f"bad endpoint {text!r}: use HOST or HOST:PORT here, without {{IP}}")
+    return target.host, target.port
 
 
 def collect(
@@ -379,9 +435,11 @@ def collect(
     timeout: float = 10.0,
     save_dir: str | os.PathLike | None = None,
     all_chains: bool = False,
+    alpn: str | None = None,
 ) -> dict[str, Chain]:
     """Every chain to check, by label: saved chain files, then live captures of ``endpoint_hosts``
-    (HOST or HOST:PORT), each saved as ``HOST_PORT.pem`` in ``save_dir`` if given.
+    (HOST, HOST:PORT or HOST:PORT{IP}: connect to IP, send HOST), each saved as ``HOST_PORT.pem`` in
+    ``save_dir`` if given; ``alpn`` is offered on every capture (e.g. 'x-amzn-mqtt-ca').
 
     ``all_chains``: capture every chain each endpoint serves (:func:`fetch_chains`), labelled
     ``HOST:PORT (rsa-only)`` / ``(ecdsa-only)`` and saved as ``HOST_PORT_rsa-only.pem``.
@@ -396,13 +454,16 @@ def collect(
         if not chain.hostname:
             raise InputError(f"{path}: the chain records no host; save it with atskit or add '# host: NAME'")
         add(f"{chain.label} ({Path(path).name})", chain)
-    for host, port in [parse_endpoint(h) for h in endpoint_hosts]:
+    for target in [parse_target(h) for h in endpoint_hosts]:
+        host, port = target.host, target.port
+        where = {"server_name": host} if target.address else {}
+        connect = target.address or host
         if not all_chains:
-            captured = {"": fetch_chain(host, port, timeout=timeout)}
+            captured = {"": fetch_chain(connect, port, timeout=timeout, alpn=alpn, **where)}
         else:
-            captured = fetch_chains(host, port, timeout=timeout)
+            captured = fetch_chains(connect, port, timeout=timeout, alpn=alpn, **where)
         for client_offer, chain in captured.items():
-            add(f"{chain.label} ({client_offer})" if client_offer else chain.label, chain)
+            add(f"{target.label} ({client_offer})" if client_offer else target.label, chain)
             if save_dir is not None:
                 chain.save(Path(save_dir) / f"{host}_{port}{'_' + client_offer if client_offer else ''}.pem")
     return collected

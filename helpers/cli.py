@@ -160,14 +160,14 @@ def read_endpoints_file(path: str) -> list[str]:
 
 def _endpoint_hosts(args: argparse.Namespace) -> list[str]:
     """The endpoints named on the command line and in --endpoints-file, checked."""
-    from helpers.chains import parse_endpoint
+    from helpers.chains import parse_target
 
     hosts = list(args.endpoints) + (
         read_endpoints_file(args.endpoints_file) if args.endpoints_file is not None else []
     )
     for host in hosts:
         try:
-            parse_endpoint(host)
+            parse_target(host)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     return hosts
@@ -295,10 +295,16 @@ def _check(args: argparse.Namespace) -> int:
         from helpers import lab
 
         with lab.environment("lab", region=args.region or lab.REGION) as env:
-            collected = chains.collect(hosts or env.checked_hosts(), **options)
+            if hosts:
+                collected = chains.collect(hosts, alpn=args.alpn, **options)
+            else:
+                collected = {}
+                for endpoints, alpn in _lab_endpoints(env):
+                    found = chains.collect(endpoints, alpn=alpn, **options)
+                    collected |= {f"{k} (ALPN {alpn})" if alpn else k: v for k, v in found.items()}
             bundle_list = [env.trust_view(b) for b in bundle_list]
     else:
-        collected = chains.collect(hosts, **options)
+        collected = chains.collect(hosts, alpn=args.alpn, **options)
     rows = chains.matrix(collected, bundle_list, at=at)
     failed = sum(not row["ok"] for row in rows)
     summary = f"{len(rows) - failed}/{len(rows)} endpoint x bundle checks pass"
@@ -306,6 +312,49 @@ def _check(args: argparse.Namespace) -> int:
     text = "\n".join([_text_table(rows, ["endpoint", "bundle", "ok", "reason"]), *failures, summary])
     _emit(args, {"ok": failed == 0, "summary": summary, "results": rows}, text)
     return 1 if failed else 0
+
+
+MQTT_ALPN = "x-amzn-mqtt-ca"  # AWS IoT's ALPN for MQTT with a client certificate on port 443
+
+
+def _lab_endpoints(env) -> list[tuple[list[str], str | None]]:
+    """What ``check --lab`` covers, as (endpoints, ALPN) groups: the HTTPS data endpoints, then the
+    device (MQTT) endpoints the lab serves.
+
+    A lab that lists its device endpoints (``env.device_endpoints()``: 'HOST:PORT' or (HOST:PORT, ALPN))
+    is taken at its word. Otherwise only port 8883 of the account endpoints: the lab routes every port
+    of an AWS name to its one TLS server, which picks the chain by SNI, so their chain is checked; 443
+    with ALPN is left out, as that server negotiates no ALPN.
+    """
+    groups: list[tuple[list[str], str | None]] = [(env.checked_hosts(), None)]
+    listed = getattr(env, "device_endpoints", None)
+    if listed is None:
+        groups.append(([f"{env.endpoints[name]}:8883" for name in ("account_ats", "account_legacy")], None))
+        return groups
+    by_alpn: dict[str | None, list[str]] = {}
+    for item in listed():
+        endpoint, alpn = (item, None) if isinstance(item, str) else item
+        by_alpn.setdefault(alpn, []).append(endpoint)
+    return groups + [(endpoints, alpn) for alpn, endpoints in by_alpn.items()]
+
+
+def _devices(args: argparse.Namespace) -> int:
+    """Verify each inventory device's endpoint against the one root it carries: exit 1 if any fails."""
+    from helpers import devices
+    from helpers.kinds import Mode
+
+    _regular_file(args.inventory, "devices", "a CSV inventory (device, endpoint, root_file or root_sha256)")
+    chain_files = _chain_files(args)
+    mode = Mode.LAB if args.lab else Mode.SAVED if chain_files else Mode.LIVE
+    result = devices.check_inventory(
+        args.inventory, mode=mode, chain_files=chain_files, at=parse_at(args.at), timeout=args.timeout
+    )
+    failed = sum(not row["ok"] for row in result.rows)
+    outcomes = ", ".join(f"{reason} {count}" for reason, count in result.summary().items())
+    summary = f"{len(result.rows) - failed}/{len(result.rows)} devices pass ({outcomes})"
+    text = "\n".join([_text_table(result.rows, ["device", "endpoint", "root", "ok", "reason"]), summary])
+    _emit(args, result.as_dict() | {"summary_line": summary}, text)
+    return 0 if result.ok else 1
 
 
 def _diff_bundles(args: argparse.Namespace) -> int:
@@ -674,7 +723,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _endpoint_options(p: argparse.ArgumentParser) -> None:
     """The endpoint options shared by check and upgrade-check."""
-    p.add_argument("endpoints", nargs="*", metavar="HOST[:PORT]", help="live endpoints to capture (port 443)")
+    p.add_argument(
+        "endpoints",
+        nargs="*",
+        metavar="HOST[:PORT]",
+        help="live endpoints to capture (port 443); HOST:PORT{IP} connects to IP and sends HOST",
+    )
     p.add_argument("--endpoints-file", metavar="F", help="endpoints one per line ('#' comments allowed)")
     p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
     p.add_argument(
@@ -712,7 +766,35 @@ def _add_subcommands(sub) -> None:
         action="store_true",
         help="capture every chain each endpoint serves (RSA-only, then ECDSA-only offers) and check each",
     )
+    p.add_argument(
+        "--alpn",
+        metavar="PROTOCOL",
+        help=f"offer this ALPN protocol on every capture (AWS IoT MQTT on 443: {MQTT_ALPN})",
+    )
     p.set_defaults(func=_check)
+
+    p = sub.add_parser(
+        "devices",
+        help="would each device's root file verify its endpoint? (an inventory CSV; exit 1 if any fails)",
+        description="Verify each device of an inventory (CSV: device, endpoint HOST[:PORT] (port 8883), "
+        "root_file or root_sha256, optional client default|rsa-only|ecdsa-only) against a trust store of "
+        "the one root it carries. Exit 0 all pass, 1 any fails, 2 bad input.",
+        epilog="example: atskit devices fleet.csv --lab\n         atskit devices fleet.csv --chain-file "
+        "evidence/a1b2-ats.iot.eu-west-1.amazonaws.com_8883.pem",
+    )
+    p.add_argument("inventory", metavar="INVENTORY.csv", help="one row per device")
+    p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
+    p.add_argument(
+        "--lab",
+        action="store_true",
+        help="check against the offline lab, or --chain-file chains saved from it (real roots -> twins)",
+    )
+    p.add_argument(
+        "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
+    )
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per live TLS capture (default 10)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (schema 1)")
+    p.set_defaults(func=_devices)
 
     p = sub.add_parser(
         "diff-bundles",

@@ -277,10 +277,11 @@ def test_check_with_the_real_amazon_root_ca_1_file_passes_ats_and_fails_legacy(c
     root_file = _root_file(tmp_path, "Amazon Root CA 1")
     done = atskit_here(capsys, "check", "--lab", "--bundle", str(root_file), "--at", "2024-06-01", "--json")
     assert done.returncode == 1, done.stderr  # the legacy endpoint fails, as it does with this file
-    verdicts = {r["host"]: (r["ok"], r["reason"]) for r in json.loads(done.stdout)["results"]}
-    legacy = "data.iot.ap-northeast-2.amazonaws.com"
-    assert verdicts.pop(legacy)[0] is False
-    assert len(verdicts) == 2 and set(verdicts.values()) == {(True, "ok")}, verdicts
+    verdicts = {r["endpoint"]: (r["ok"], r["reason"]) for r in json.loads(done.stdout)["results"]}
+    legacy = [e for e in verdicts if "-ats." not in e]  # data.iot:443 and the account's legacy host:8883
+    assert {verdicts.pop(e)[0] for e in legacy} == {False} and len(legacy) == 2
+    assert len(verdicts) == 3 and set(verdicts.values()) == {(True, "ok")}, verdicts
+    assert sum(e.endswith(":8883") for e in verdicts) == 1  # the device (MQTT) port the lab serves today
 
 
 def test_check_all_chains_checks_the_rsa_and_ecdsa_chains_of_an_ats_endpoint(capsys, tmp_path):
@@ -528,7 +529,14 @@ def odd_files(tmp_path, saved):
     (tmp_path / "layer.yml").write_text("# a conda environment under another name\n" + conda.read_text())
     not_a_freeze = tmp_path / "freeze.txt"
     not_a_freeze.write_text("requests>=2.24\ncertifi==2021.10.8\n")
+    inventory_no_root = tmp_path / "fleet-no-root.csv"
+    inventory_no_root.write_text("device,endpoint\nd1,a1b2-ats.iot.eu-west-1.amazonaws.com\n")
+    inventory_bad_sha = tmp_path / "fleet-bad-sha.csv"
+    inventory_bad_sha.write_text(
+        f"device,endpoint,root_sha256\nd1,a1b2-ats.iot.eu-west-1.amazonaws.com,{'0' * 64}\n"
+    )
     files = {"fifo": fifo, "garbage": garbage, "bom": bom, "trusted": trusted, "saved": saved}
+    files |= {"inventory_no_root": inventory_no_root, "inventory_bad_sha": inventory_bad_sha}
     extra = {"conda": conda, "conda_named_otherwise": tmp_path / "layer.yml", "not_a_freeze": not_a_freeze}
     return files | {"includes_pipe": includes_pipe} | extra
 
@@ -561,6 +569,11 @@ CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, ex
     ),
     (["check", "--lab", "--at", "2021-13-45"], "not a date", 2),
     (["check", "--lab", "--region", "eu-west-9"], "has no AWS IoT", 2),
+    (["check", "--lab", "host:8883{{10.0.0}}"], "is not an IP address", 2),
+    (["check", "--lab", "host{{10.0.0.5}}:8883"], "HOST:PORT{IP}", 2),
+    (["devices", "{fifo}"], "not a regular file (a pipe or device)", 2),
+    (["devices", "{inventory_no_root}"], "no root_file or root_sha256 column", 2),
+    (["devices", "{inventory_bad_sha}", "--lab"], "no root with this fingerprint", 2),
     (["check", "--lab", "--region", "cn-north-1"], "aws-cn partition", 2),
     (["check", "--lab", "--bundle", "certifi==1999.1.1"], "nearest releases", 2),
     (["refresh-certifi", "--workers", "0"], "give 1 or more", 2),
