@@ -319,23 +319,13 @@ MQTT_ALPN = "x-amzn-mqtt-ca"  # AWS IoT's ALPN for MQTT with a client certificat
 
 def _lab_endpoints(env) -> list[tuple[list[str], str | None]]:
     """What ``check --lab`` covers, as (endpoints, ALPN) groups: the HTTPS data endpoints, then the
-    device (MQTT) endpoints the lab serves.
-
-    A lab that lists its device endpoints (``env.device_endpoints()``: 'HOST:PORT' or (HOST:PORT, ALPN))
-    is taken at its word. Otherwise only port 8883 of the account endpoints: the lab routes every port
-    of an AWS name to its one TLS server, which picks the chain by SNI, so their chain is checked; 443
-    with ALPN is left out, as that server negotiates no ALPN.
-    """
+    account's device (MQTT) endpoints as the lab serves them: 8883, and 443 with ALPN x-amzn-mqtt-ca
+    (their servers ask for a client certificate; the chain is captured before that matters)."""
     groups: list[tuple[list[str], str | None]] = [(env.checked_hosts(), None)]
-    listed = getattr(env, "device_endpoints", None)
-    if listed is None:
-        groups.append(([f"{env.endpoints[name]}:8883" for name in ("account_ats", "account_legacy")], None))
-        return groups
     by_alpn: dict[str | None, list[str]] = {}
-    for item in listed():
-        endpoint, alpn = (item, None) if isinstance(item, str) else item
-        by_alpn.setdefault(alpn, []).append(endpoint)
-    return groups + [(endpoints, alpn) for alpn, endpoints in by_alpn.items()]
+    for device in env.device_endpoints():
+        by_alpn.setdefault(device.alpn, []).append(f"{device.host}:{device.port}")
+    return groups + [(hosts, alpn) for alpn, hosts in by_alpn.items()]
 
 
 def _devices(args: argparse.Namespace) -> int:
