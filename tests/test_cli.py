@@ -278,10 +278,11 @@ def test_check_with_the_real_amazon_root_ca_1_file_passes_ats_and_fails_legacy(c
     done = atskit_here(capsys, "check", "--lab", "--bundle", str(root_file), "--at", "2024-06-01", "--json")
     assert done.returncode == 1, done.stderr  # the legacy endpoint fails, as it does with this file
     verdicts = {r["endpoint"]: (r["ok"], r["reason"]) for r in json.loads(done.stdout)["results"]}
-    legacy = [e for e in verdicts if "-ats." not in e]  # data.iot:443 and the account's legacy host:8883
-    assert {verdicts.pop(e)[0] for e in legacy} == {False} and len(legacy) == 2
-    assert len(verdicts) == 3 and set(verdicts.values()) == {(True, "ok")}, verdicts
-    assert sum(e.endswith(":8883") for e in verdicts) == 1  # the device (MQTT) port the lab serves today
+    legacy = [e for e in verdicts if "-ats." not in e]  # data.iot:443, the account's legacy host on 8883/443
+    assert {verdicts.pop(e)[0] for e in legacy} == {False} and len(legacy) == 3
+    assert len(verdicts) == 4 and set(verdicts.values()) == {(True, "ok")}, verdicts
+    assert sum(e.endswith(":8883") for e in verdicts) == 1  # the ATS device (MQTT) endpoint on 8883 ...
+    assert sum(e.endswith("(ALPN x-amzn-mqtt-ca)") for e in verdicts) == 1  # ... and on 443 with ALPN
 
 
 def test_check_all_chains_checks_the_rsa_and_ecdsa_chains_of_an_ats_endpoint(capsys, tmp_path):
