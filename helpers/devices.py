@@ -324,3 +324,157 @@ def _saved_chains(
             )
         found[(target, client)] = chain
     return found
+
+
+# --- a fleet's migration, and a real device's connection ---------------------------------------------
+
+OUTCOMES = ("fails now", "breaks on ATS migration", "breaks on legacy retirement", "fine")
+
+
+def ats_counterpart(endpoint: str) -> str:
+    """The ATS endpoint a legacy one migrates to (``<prefix>.iot`` -> ``<prefix>-ats.iot``, ``data.iot`` ->
+    ``data-ats.iot``), port kept; an ATS endpoint is its own."""
+    target = chains.parse_target(endpoint, default_port=DEFAULT_PORT)
+    first, _, rest = target.host.partition(".")
+    host = target.host if first.endswith("-ats") else f"{first}-ats.{rest}"
+    return f"{host}:{target.port}"
+
+
+def classify_fleet(
+    rows_or_path: str | os.PathLike | Iterable[Mapping[str, str]],
+    *,
+    mode: str = Mode.LAB,
+    chain_files: Sequence[str | os.PathLike] = (),
+    at: dt.datetime | dt.date | str | None = None,
+    timeout: float = 10.0,
+) -> pd.DataFrame:
+    """Each device's outcome when AWS retires the legacy endpoints (one of :data:`OUTCOMES`).
+
+    - 'fails now': its root does not verify the endpoint it uses today;
+    - 'breaks on ATS migration': it works on its legacy endpoint, but its root does not verify the ATS
+      chain: moving it to ``-ats`` breaks it until its root file is replaced (a VeriSign G5 root-CA.crt);
+    - 'breaks on legacy retirement': it works on its legacy endpoint and its root verifies the ATS chain
+      too: only its endpoint must change before the legacy one is retired;
+    - 'fine': it is on an ATS endpoint and its root verifies that chain.
+    """
+    import pandas as pd
+
+    rows = read_inventory(rows_or_path)
+    if isinstance(rows_or_path, str | os.PathLike) and "\n" not in str(rows_or_path):
+        folder = Path(
+            rows_or_path
+        ).parent  # a root_file is relative to the inventory, as check_inventory reads it
+        rows = [
+            {**row, "root_file": str(folder / row["root_file"])} if row.get("root_file") else row
+            for row in rows
+        ]
+    moved = [{**row, "device": f"{row['device']} (ATS)", "endpoint": ats_counterpart(row["endpoint"])}
+             for row in rows]  # fmt: skip
+    checked = check_inventory([*rows, *moved], mode=mode, chain_files=chain_files, at=at, timeout=timeout)
+    now, on_ats = checked.rows[: len(rows)], checked.rows[len(rows) :]
+    table = []
+    for row, today, ats in zip(rows, now, on_ats, strict=True):
+        host = chains.parse_target(row["endpoint"], default_port=DEFAULT_PORT).host
+        on_legacy = not host.partition(".")[0].endswith("-ats")
+        if not today["ok"]:
+            outcome = OUTCOMES[0]
+        elif on_legacy:
+            outcome = OUTCOMES[2] if ats["ok"] else OUTCOMES[1]
+        else:
+            outcome = OUTCOMES[3]
+        table.append({"device": row["device"], "endpoint": today["endpoint"], "root": today["root"],
+                      "ok_now": today["ok"], "ok_on_ats": ats["ok"], "outcome": outcome})  # fmt: skip
+    return pd.DataFrame(table, columns=["device", "endpoint", "root", "ok_now", "ok_on_ats", "outcome"])
+
+
+@dataclass(frozen=True)
+class MqttAttempt:
+    """What a real MQTT client did: connected (and published) or the one-line error it raised."""
+
+    library: str
+    endpoint: str
+    ok: bool
+    error: str = ""
+    published: bool = False
+
+
+def try_mqtt(
+    host: str,
+    port: int,
+    *,
+    root_file: str | os.PathLike,
+    cert_file: str | os.PathLike,
+    key_file: str | os.PathLike,
+    alpn: str | None = None,
+    library: str = "paho",
+    publish: tuple[str, str] | None = None,
+    timeout: float = 10.0,
+) -> MqttAttempt:
+    """Connect a real device client (``paho`` for paho-mqtt, ``sdk`` for AWSIoTPythonSDK) as a device
+    does: the root file it carries, its certificate and key; optionally publish ``(topic, payload)`` at
+    QoS 1; disconnect. A failure is returned as the library's own error, in one line (never raised)."""
+    label = f"{host}:{port}" + (f" (ALPN {alpn})" if alpn else "")
+    try:
+        if library == "paho":
+            _paho_session(host, port, root_file, cert_file, key_file, alpn, publish, timeout)
+        elif library == "sdk":
+            _sdk_session(host, port, root_file, cert_file, key_file, publish, timeout)
+        else:
+            raise InputError(f"library={library!r}: use 'paho' (paho-mqtt) or 'sdk' (AWSIoTPythonSDK)")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the library's error is the result: shown, not raised
+        return MqttAttempt(library, label, False, " ".join(f"{type(exc).__name__}: {exc}".split()))
+    return MqttAttempt(library, label, True, published=publish is not None)
+
+
+def _paho_session(host, port, root_file, cert_file, key_file, alpn, publish, timeout) -> None:
+    """paho-mqtt: connect (TLS with the root file and device certificate), publish, disconnect."""
+    import queue
+    import ssl
+    import uuid
+
+    import paho.mqtt.client as paho
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"device-{uuid.uuid4().hex[:8]}")
+    context = ssl.create_default_context(cafile=str(root_file))
+    context.load_cert_chain(str(cert_file), str(key_file))
+    if alpn:
+        context.set_alpn_protocols([alpn])
+    client.tls_set_context(context)
+    connected: queue.Queue = queue.Queue()
+    client.on_connect = lambda _c, _u, _f, reason, _p: connected.put(reason)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    try:
+        reason = connected.get(timeout=timeout)
+        if reason != 0:
+            raise ConnectionRefusedError(f"CONNACK {reason}")
+        if publish is not None:
+            client.publish(*publish, qos=1).wait_for_publish(timeout=timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _sdk_session(host, port, root_file, cert_file, key_file, publish, timeout) -> None:
+    """AWSIoTPythonSDK (the incident era's device SDK; it offers ALPN x-amzn-mqtt-ca by itself on 443)."""
+    import uuid
+    import warnings
+
+    from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
+
+    client = AWSIoTMQTTClient(f"sdk-{uuid.uuid4().hex[:8]}")
+    client.configureEndpoint(host, port)
+    client.configureCredentials(str(root_file), str(key_file), str(cert_file))
+    client.configureConnectDisconnectTimeout(timeout)
+    client.configureMQTTOperationTimeout(timeout)
+    client.configureAutoReconnectBackoffTime(1, 2, 3)
+    with warnings.catch_warnings():  # the SDK's own ssl.PROTOCOL_TLS deprecation, not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client.connect(keepAliveIntervalSecond=30)
+    try:
+        if publish is not None:
+            client.publish(*publish, 1)
+    finally:
+        client.disconnect()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
-from helpers import bundles, chains, cli, devices, lab, pki
+from helpers import bundles, chains, cli, devices, incident, lab, pki
 from helpers.kinds import InputError
 
 G5 = "VeriSign Class 3 Public Primary Certification Authority - G5"
@@ -204,3 +204,65 @@ def test_bad_inventories_are_one_line_errors(fleet, capsys, header, row, words):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("atskit: error: ")
     assert words in err[0], err[0]
+
+
+# --- a fleet's migration (docs/examples/fleet.csv) and real device clients ----------------------------
+
+
+def test_the_example_fleet_gets_each_outcome_for_its_reason():
+    from helpers._paths import ROOT
+
+    outcomes = devices.classify_fleet(ROOT / "docs" / "examples" / "fleet.csv", mode="lab", at="2024-06-01")
+    by_device = outcomes.set_index("device")["outcome"].to_dict()
+    assert by_device == {
+        "sensor-01": "breaks on ATS migration",  # VeriSign G5 on legacy: fine today, not on -ats
+        "sensor-02": "fails now",  # Amazon Root CA 1 on legacy
+        "gateway-03": "fine",  # Amazon Root CA 1 on ATS, RSA chain
+        "gateway-04": "fails now",  # VeriSign G5 on ATS
+        "tracker-05": "fine",  # Amazon Root CA 3, ECDSA-only client: the ECC chain
+        "tracker-06": "fails now",  # Amazon Root CA 1, ECDSA-only client: the ECC chain ends at Root CA 3
+        "meter-07": "fine",  # Starfield Services G2: through the cross-sign
+        "meter-08": "breaks on legacy retirement",  # G5 and Root CA 1 in one file: only the endpoint moves
+    }
+    assert set(by_device.values()) == set(devices.OUTCOMES)
+
+
+def test_the_ats_counterpart_of_an_endpoint():
+    assert devices.ats_counterpart("abc123def456gh.iot.eu-west-1.amazonaws.com") == (
+        "abc123def456gh-ats.iot.eu-west-1.amazonaws.com:8883"
+    )
+    assert (
+        devices.ats_counterpart("data.iot.eu-west-1.amazonaws.com:443")
+        == "data-ats.iot.eu-west-1.amazonaws.com:443"
+    )
+    assert (
+        devices.ats_counterpart("x-ats.iot.eu-west-1.amazonaws.com:8883")
+        == "x-ats.iot.eu-west-1.amazonaws.com:8883"
+    )
+
+
+@pytest.mark.parametrize("library", ["paho", "sdk"])
+def test_try_mqtt_shows_what_a_real_device_library_does(tmp_path, library):
+    """A real device client through devices.try_mqtt: the right root connects and publishes; the wrong
+    one returns the library's own verification error in one line (nothing raised)."""
+    from helpers import lab
+
+    with lab.running(region="ap-northeast-2", thing_name="fleet-thing") as env:
+        device = env.register_device()
+        ats = next(e for e in env.device_endpoints() if e.name == "ats 443")
+        roots = {name: env.device_root_file(lab.real_root_file(name, tmp_path / f"{name[:8]}.pem"))
+                 for name in ("Amazon Root CA 1", incident.ROOT_AT_FAULT)}  # fmt: skip
+        options = {
+            "cert_file": device.cert_path,
+            "key_file": device.key_path,
+            "alpn": ats.alpn,
+            "library": library,
+        }
+        update = ("$aws/things/fleet-thing/shadow/update", '{"state": {}}')
+        ca1 = roots["Amazon Root CA 1"]
+        good = devices.try_mqtt(ats.host, ats.port, root_file=ca1, publish=update, **options)
+        bad = devices.try_mqtt(ats.host, ats.port, root_file=roots[incident.ROOT_AT_FAULT], **options)
+    assert good.ok and good.published and good.error == "", good
+    assert not bad.ok and "unable to get local issuer certificate" in bad.error and "\n" not in bad.error
+    with pytest.raises(InputError, match="library='mosquitto'"):
+        devices.try_mqtt("h", 8883, root_file="r", cert_file="c", key_file="k", library="mosquitto")
