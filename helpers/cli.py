@@ -342,7 +342,9 @@ def _devices(args: argparse.Namespace) -> int:
     failed = sum(not row["ok"] for row in result.rows)
     outcomes = ", ".join(f"{reason} {count}" for reason, count in result.summary().items())
     summary = f"{len(result.rows) - failed}/{len(result.rows)} devices pass ({outcomes})"
-    text = "\n".join([_text_table(result.rows, ["device", "endpoint", "root", "ok", "reason"]), summary])
+    failures = [f"- {r['device']}: {r['message']}" for r in result.rows if not r["ok"]]  # why, one line each
+    table = _text_table(result.rows, ["device", "endpoint", "client", "root", "ok", "reason"])
+    text = "\n".join([table, *failures, summary])
     _emit(args, result.as_dict() | {"summary_line": summary}, text)
     return 0 if result.ok else 1
 
@@ -438,8 +440,11 @@ def _lab_serve(args: argparse.Namespace) -> int:
             "endpoints": env.endpoints,
             "thing": env.thing_name,
             "aws_access_key_id": lab.FAKE_ACCESS_KEY_ID,
+            "mqtt_port": env.lab.mqtt_port,
         }
-        lines = [f"lab serving {env.region} on 127.0.0.1:{port} (Ctrl-C to stop); CA bundle: {view}"]
+        lines = [f"lab serving {env.region} on 127.0.0.1:{port} (Ctrl-C to stop); CA bundle: {view}",
+                 f"  MQTT (the device endpoints' 8883) on 127.0.0.1:{env.lab.mqtt_port}; 443 with ALPN "
+                 "x-amzn-mqtt-ca on the port above"]  # fmt: skip
         for name, host in env.endpoints.items():
             lines.append(f"  {name:15} {host}")
         legacy = env.endpoints["data_legacy"]

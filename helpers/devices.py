@@ -117,11 +117,20 @@ def read_inventory(path_or_text: str | os.PathLike | Iterable[Mapping[str, str]]
             f"{source}: no {', '.join(missing)} column; an inventory has device, endpoint, "
             "root_file or root_sha256, and optionally client"
         )
-    return [
-        {(k or "").strip(): (v or "").strip() for k, v in row.items() if isinstance(v, str | None)}
-        | {"_line": str(reader.line_num)}
-        for row in reader
-    ]
+    rows, seen = [], {}
+    for row in reader:
+        if None in row:  # csv puts a row's extra fields under None: a shifted or mistyped row
+            raise InputError(f"{source}: inventory row {reader.line_num} has more fields than the header")
+        device = (row.get("device") or "").strip()
+        if device and device in seen:
+            raise InputError(
+                f"{source}: inventory rows {seen[device]} and {reader.line_num} are both device {device!r}; "
+                "give each device one row"
+            )
+        seen[device] = reader.line_num
+        cleaned = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        rows.append(cleaned | {"_line": str(reader.line_num)})
+    return rows
 
 
 def check_inventory(

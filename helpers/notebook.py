@@ -166,6 +166,15 @@ def _target_part(name: str, value) -> str | None:
     return value
 
 
+def _file_or_empty(name: str, value) -> str:
+    from pathlib import Path
+
+    text = _text(name, value).strip()
+    if text and not Path(text).is_file():
+        raise InputError(f"{name}={value!r}: no such file; give the path of a PEM file, or '' in lab mode")
+    return text
+
+
 def _ca_bundles(name: str, value) -> dict:
     from helpers.upgrade import parse_ca_bundles
 
@@ -192,8 +201,8 @@ _CHECKS = {  # parameter name -> check; names ending in _certifi or _release are
     "resolved": _time,
     "fail_on_break": _flag,
     "allow_unknown": _flag,
-    "device_cert": _text,
-    "device_key": _text,
+    "device_cert": _file_or_empty,
+    "device_key": _file_or_empty,
     "root_files": _paths,
     "before_as_of": _as_of,
     "after_as_of": _as_of,

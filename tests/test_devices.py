@@ -266,3 +266,21 @@ def test_try_mqtt_shows_what_a_real_device_library_does(tmp_path, library):
     assert not bad.ok and "unable to get local issuer certificate" in bad.error and "\n" not in bad.error
     with pytest.raises(InputError, match="library='mosquitto'"):
         devices.try_mqtt("h", 8883, root_file="r", cert_file="c", key_file="k", library="mosquitto")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("device,endpoint,root_sha256\nd1,h.iot.eu-west-1.amazonaws.com,{sha}\nd1,h.iot.eu-west-1.amazonaws.com,{sha}\n",
+         "inventory rows 2 and 3 are both device 'd1'"),
+        ("device,endpoint,root_sha256\nd1,h.iot.eu-west-1.amazonaws.com,{sha},extra\n",
+         "inventory row 2 has more fields than the header"),
+    ],
+    ids=["duplicate device", "a shifted row"],
+)  # fmt: skip
+def test_an_inventory_that_would_count_wrong_is_refused(tmp_path, capsys, text, words):
+    inventory = tmp_path / "fleet.csv"
+    inventory.write_text(text.format(sha="9acfab7e43c8d880d06b262a94deeee4b4659989c3d0caf19baf6405e41ab7df"))
+    code = cli.main(["devices", str(inventory), "--lab"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0], err
