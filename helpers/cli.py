@@ -310,7 +310,7 @@ def _check(args: argparse.Namespace) -> int:
     summary = f"{len(rows) - failed}/{len(rows)} endpoint x bundle checks pass"
     failures = [f"- {r['endpoint']} x {r['bundle']}: {r['message']}" for r in rows if not r["ok"]]
     text = "\n".join([_text_table(rows, ["endpoint", "bundle", "ok", "reason"]), *failures, summary])
-    _emit(args, {"ok": failed == 0, "summary": summary, "results": rows}, text)
+    _emit(args, {"schema": 1, "ok": failed == 0, "summary": summary, "results": rows}, text)
     return 1 if failed else 0
 
 
