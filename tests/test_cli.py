@@ -259,6 +259,7 @@ def test_check_endpoints_file_against_the_lab_saving_the_chains(tmp_path):
 def test_check_the_labs_own_endpoints_masks_the_account_prefix(capsys):
     done = atskit_here(capsys, "check", "--lab", "--bundle", "certifi==2020.6.20", "--json")
     assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["schema"] == 1  # as upgrade-check's and devices' JSON
     hosts = [r["host"] for r in json.loads(done.stdout)["results"]]
     assert any(
         re.fullmatch(r"<prefix-[0-9a-f]{4}>-ats\.iot\.ap-northeast-2\.amazonaws\.com", h) for h in hosts
