@@ -106,10 +106,12 @@ def parse_at(text: str | None) -> dt.datetime | None:
 
 def _as_of(text: str | None, option: str) -> dt.date | dt.datetime | None:
     """--as-of DATE: 'YYYY-MM-DD' (the whole day, UTC) or an ISO 8601 time (naive = UTC); None for none."""
+    from helpers.requirements import parse_as_of
+
     if not text:
         return None
     try:
-        return dt.date.fromisoformat(text) if len(text.strip()) == 10 else dt.datetime.fromisoformat(text)
+        return parse_as_of(text)
     except ValueError:
         raise UsageError(f"bad {option} {text!r}: use YYYY-MM-DD or an ISO 8601 time") from None
 
@@ -839,9 +841,9 @@ def _add_subcommands(sub) -> None:
         "upgrade-check",
         help="would this dependency upgrade break TLS to these endpoints? (exit 1 if so)",
         description=(
-            "Find the certifi and botocore each side installs (from pins or lock files, else pip's dry-run "
-            "report), verify every endpoint and each side's default iot-data host against each side's trust "
-            "store, and exit 1 if an endpoint that passed before fails after."
+            "Find the certifi and botocore each side installs (from pins, lock files or a freeze, else uv's "
+            "resolution, as of --as-of), verify every endpoint and each side's default iot-data host against "
+            "each side's trust store, and exit 1 if an endpoint that passed before fails after."
         ),
         epilog=(
             "example: atskit upgrade-check --before docs/examples/incident-before.txt "

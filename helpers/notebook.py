@@ -139,13 +139,12 @@ def _botocore(name: str, value) -> str | None:
 
 
 def _as_of(name: str, value):
-    import datetime as dt
+    from helpers.requirements import parse_as_of
 
     if value in ("", None):
         return None
-    text = str(value).strip()
     try:
-        return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
+        return parse_as_of(str(value))
     except ValueError:
         raise InputError(f"{name}={value!r}: use 'YYYY-MM-DD' or an ISO 8601 time, or '' for today") from None
 

@@ -39,6 +39,7 @@ __all__ = [
     "ResolutionError",
     "Target",
     "normalize",
+    "parse_as_of",
     "parse_requirements",
     "read_freeze",
     "read_lock",
@@ -986,6 +987,15 @@ def _from_requirements(
         floated=floated,
         as_of=_shown_date(as_of) if as_of is not None else "",
     )
+
+
+def parse_as_of(text: str):
+    """'YYYY-MM-DD' -> a date (the whole day, UTC, as uv reads it); an ISO 8601 time -> a datetime
+    (naive = UTC); ValueError otherwise. What --as-of and the notebooks' *_as_of parameters take."""
+    import datetime as dt
+
+    text = text.strip()
+    return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
 
 
 def _check_not_future(as_of: Any) -> None:
