@@ -485,23 +485,15 @@ def _upgrade_check(args: argparse.Namespace) -> int:
         }
         target = requirements.Target.parse(args.python_version, args.platform)
         dates = {name: as_of(name) for name in ("before", "after")}
-        before, after = (
-            requirements.resolve(
-                spec,
-                use_pip=not args.no_pip,
-                target=target,
-                groups=args.group or (),
-                freeze=args.freeze in (name, "both"),
-                as_of=dates[name],
-            )
-            for name, spec in (("before", args.before), ("after", args.after))
-        )
+        frozen = {"both": ("before", "after"), None: ()}.get(args.freeze, (args.freeze,))
+        sides = upgrade.resolve_sides(args.before, args.after, use_pip=not args.no_pip, target=target,
+                                      groups=args.group or (), as_of=dates, freeze=frozen)  # fmt: skip
     except (requirements.ResolutionError, InputError) as exc:
         raise UsageError(str(exc)) from None
     hosts = _endpoint_hosts(args)
     result = upgrade.run_check(
-        before,
-        after,
+        sides["before"],
+        sides["after"],
         mode=_mode(args, hosts),
         endpoint_hosts=hosts,
         chain_files=_chain_files(args),

@@ -30,6 +30,7 @@ __all__ = [
     "check",
     "ignored_ca_settings",
     "parse_ca_bundles",
+    "resolve_sides",
     "run_check",
     "side",
     "style_changes",
@@ -152,7 +153,6 @@ def side(
     region: str | None = None,
     use_pip: bool = True,
     ca_bundles: Mapping[Rule, str] | None = None,
-    resolve_options: Mapping[str, object] | None = None,
 ) -> Side:
     """Resolve one side: its packages, the trust store botocore would use, its default iot-data host.
 
@@ -168,10 +168,7 @@ def side(
     from helpers import botocore_facts, bundles
     from helpers._paths import kit_path
 
-    if isinstance(spec, Environment):
-        environment = spec
-    else:  # resolve_options: requirements.resolve's target, groups, freeze, as_of
-        environment = resolve(spec, use_pip=use_pip, **(resolve_options or {}))
+    environment = spec if isinstance(spec, Environment) else resolve(spec, use_pip=use_pip)
     if environment.botocore:
         botocore_version, botocore_from = environment.botocore, "the file"
     else:
@@ -498,6 +495,30 @@ def check(
     return UpgradeCheck(before, after, pd.DataFrame(rows, columns=columns), at=at, chains=checked)
 
 
+def resolve_sides(
+    before: str | os.PathLike | Environment,
+    after: str | os.PathLike | Environment,
+    *,
+    use_pip: bool = True,
+    target: Target | None = None,
+    groups: Sequence[str] = (),
+    as_of: Mapping[str, dt.date | dt.datetime | None] | None = None,
+    freeze: Sequence[str] = (),
+) -> dict[str, Environment]:
+    """What each side installs ({"before": ..., "after": ...}), read for ``target`` with ``groups``; a side
+    named in ``freeze`` is `pip freeze` output; ``as_of`` maps a side to the date its index is read as of.
+    An Environment given as a side is taken as it is."""
+    as_of = as_of or {}
+    return {
+        name: spec
+        if isinstance(spec, Environment)
+        else resolve(
+            spec, use_pip=use_pip, target=target, groups=groups, freeze=name in freeze, as_of=as_of.get(name)
+        )
+        for name, spec in (("before", before), ("after", after))
+    }
+
+
 def run_check(
     before: str | os.PathLike | Environment,
     after: str | os.PathLike | Environment,
@@ -538,18 +559,18 @@ def run_check(
     if mode is Mode.SAVED and not chain_files:
         raise InputError("mode='saved' needs chain_files=['path/to/chain.pem', ...]")
     declared = {"before": before_ca_bundles, "after": after_ca_bundles}
-    dates = {"before": before_as_of, "after": after_as_of}
+    environments = resolve_sides(before, after, use_pip=use_pip, target=target, groups=groups,
+                                 as_of={"before": before_as_of, "after": after_as_of})  # fmt: skip
     sides = [
         side(
             name,
-            spec,
+            environment,
             runtime_botocore=runtime_botocore,
             region=region,
             use_pip=use_pip,
             ca_bundles=declared[name],
-            resolve_options={"target": target, "groups": groups, "as_of": dates[name]},
-        )
-        for name, spec in (("before", before), ("after", after))
+        )  # fmt: skip
+        for name, environment in environments.items()
     ]
     notes = [] if any(declared.values()) else ignored_ca_settings()
     result = _run(sides, mode=mode, region=region, endpoint_hosts=endpoint_hosts, chain_files=chain_files,
