@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -223,6 +224,11 @@ class UpgradeCheck:
 
     def changes(self) -> pd.DataFrame:
         """One row per endpoint: host and verdict on each side, and the change (broke, fixed, ...)."""
+        return self._changes.copy()  # a copy: the caller may edit it
+
+    @cached_property
+    def _changes(self) -> pd.DataFrame:
+        """changes(), computed once: broken, unknown, exit_code, summary and as_dict all read it."""
         wide = self.verdicts.pivot(
             index="endpoint", columns="side", values=["host", "ok", "reason", "message"]
         )
@@ -248,19 +254,19 @@ class UpgradeCheck:
     @property
     def broken(self) -> list[str]:
         """Endpoints that passed before and fail after."""
-        changes = self.changes()
+        changes = self._changes
         return changes.loc[changes["change"] == Change.BROKE, "endpoint"].tolist()
 
     @property
     def unknown(self) -> list[str]:
         """Endpoints whose verdict on a side could not be computed."""
-        changes = self.changes()
+        changes = self._changes
         return changes.loc[changes["change"] == Change.UNKNOWN, "endpoint"].tolist()
 
     @property
     def compared_nothing(self) -> bool:
         """True when no endpoint worked on either side: every verdict the gate has is a failure on both."""
-        known = self.changes()["change"]
+        known = self._changes["change"]
         known = known[known != Change.UNKNOWN]
         return not known.empty and bool((known == Change.STILL_FAILING).all())
 
@@ -284,7 +290,7 @@ class UpgradeCheck:
 
         if self.before.bundle is None or self.after.bundle is None:
             return []
-        changes = self.changes().set_index("endpoint")
+        changes = self._changes.set_index("endpoint")
         missing = self.verdicts[
             (self.verdicts["side"] == "after") & self.verdicts["endpoint"].isin(self.broken)
         ]["missing_issuer"].dropna()
@@ -322,7 +328,7 @@ class UpgradeCheck:
         """JSON-ready, layout ``schema`` 1 (docs/upgrade-check-json.md)."""
         verdicts = {(r["endpoint"], r["side"]): r for r in _records(self.verdicts)}
         endpoints = []
-        for row in _records(self.changes()):
+        for row in _records(self._changes):
             entry = {"endpoint": row["endpoint"], "change": row["change"]}
             for name in ("before", "after"):
                 v = verdicts[(row["endpoint"], name)]
