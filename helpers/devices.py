@@ -153,9 +153,7 @@ def check_inventory(
     """
     mode = Mode(mode)
     moment = chains.parse_time(at) or dt.datetime.now(dt.UTC)
-    base = Path(rows_or_path).parent if isinstance(rows_or_path, str | os.PathLike) else Path.cwd()
-    if isinstance(rows_or_path, str) and "\n" in rows_or_path:
-        base = Path.cwd()
+    base = _inventory_folder(rows_or_path)
     resolved: dict[str, str] = {}  # root_file as written -> its absolute path, resolved once
     rows = [_parse_row(raw, base, resolved) for raw in read_inventory(rows_or_path)]
     if not rows:
@@ -185,6 +183,13 @@ def check_inventory(
             verdict = verdicts[key] = chains.verify(chain, root, hostname=row.target.host, at=moment)
         results.append(base_row | {"ok": verdict.ok, "reason": verdict.reason, "message": verdict.message})
     return DeviceCheck(results, str(mode), verifications=len(verdicts), captures=len(chain_of), at=moment)
+
+
+def _inventory_folder(rows_or_path) -> Path:
+    """What a root_file is relative to: the inventory file's folder (the working folder for text or rows)."""
+    if isinstance(rows_or_path, str | os.PathLike) and "\n" not in str(rows_or_path):
+        return Path(rows_or_path).parent
+    return Path.cwd()
 
 
 def _parse_row(raw: Mapping[str, str], base: Path, resolved: dict[str, str]) -> _Row:
@@ -369,14 +374,9 @@ def classify_fleet(
     import pandas as pd
 
     rows = read_inventory(rows_or_path)
-    if isinstance(rows_or_path, str | os.PathLike) and "\n" not in str(rows_or_path):
-        folder = Path(
-            rows_or_path
-        ).parent  # a root_file is relative to the inventory, as check_inventory reads it
-        rows = [
-            {**row, "root_file": str(folder / row["root_file"])} if row.get("root_file") else row
-            for row in rows
-        ]
+    folder = _inventory_folder(rows_or_path)  # rows are passed on as mappings: root files made absolute here
+    rows = [row | {"root_file": str(folder / row["root_file"])} if row.get("root_file") else row
+            for row in rows]  # fmt: skip
     moved = [{**row, "device": f"{row['device']} (ATS)", "endpoint": ats_counterpart(row["endpoint"])}
              for row in rows]  # fmt: skip
     checked = check_inventory([*rows, *moved], mode=mode, chain_files=chain_files, at=at, timeout=timeout)
