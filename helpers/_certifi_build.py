@@ -249,8 +249,10 @@ def _last_error_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def _open_url(url: str, settings: PipSettings, *, accept: str | None = None):
-    """Open ``url`` with pip's CA file and proxy (TLS is always verified)."""
+def open_url(url: str, settings: PipSettings, *, accept: str | None = None):
+    """Open ``url`` with pip's CA file and proxy (TLS is always verified); ``user:password@`` in the URL
+    (a private index in PIP_INDEX_URL) is sent as HTTP Basic authentication, as pip sends it."""
+    import base64
     import ssl
 
     handlers: list = []
@@ -260,8 +262,15 @@ def _open_url(url: str, settings: PipSettings, *, accept: str | None = None):
     if settings.proxy:
         handlers.append(urllib.request.ProxyHandler({"http": settings.proxy, "https": settings.proxy}))
     opener = urllib.request.build_opener(*handlers)
-    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    return opener.open(request, timeout=settings.timeout)
+    headers = {"Accept": accept} if accept else {}
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None:  # urllib would put the credentials in the host name: send them instead
+        user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        url = urllib.parse.urlunsplit(
+            parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+        )
+    return opener.open(urllib.request.Request(url, headers=headers), timeout=settings.timeout)
 
 
 def fetch_index_page(settings: PipSettings, *, project: str = PACKAGE) -> tuple[str, dict]:
@@ -269,7 +278,7 @@ def fetch_index_page(settings: PipSettings, *, project: str = PACKAGE) -> tuple[
     page_url = f"{settings.index_url}/{project}/"
     shown = _redact_url(page_url)
     try:
-        with _open_url(page_url, settings, accept=f"{_JSON_ACCEPT}, text/html;q=0.01") as response:
+        with open_url(page_url, settings, accept=f"{_JSON_ACCEPT}, text/html;q=0.01") as response:
             content_type = response.headers.get("Content-Type", "")
             body = response.read()
     except urllib.error.HTTPError as exc:
@@ -375,7 +384,7 @@ def download(
             # on current Python, so fetch the same index file directly (same hash check).
             out.mkdir(parents=True, exist_ok=True)
             try:
-                with _open_url(release.url, settings) as response:
+                with open_url(release.url, settings) as response:
                     fetched.write_bytes(response.read())
             except (urllib.error.URLError, OSError) as exc:
                 raise BuildError(f"could not fetch {release.filename} from the index: {exc}") from None

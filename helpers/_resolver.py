@@ -3,18 +3,14 @@ Python and platform (``requirements.resolve`` only)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import os
 import re
-import ssl
 import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -29,7 +25,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from helpers._certifi_build import PipSettings, pip_settings
+from helpers._certifi_build import PipSettings, open_url, pip_settings
 from helpers.kinds import KitError
 from helpers.requirements import ResolutionError, normalize
 
@@ -350,10 +346,8 @@ def _check_upload_times(path: Path, settings: PipSettings, packages: dict[str, s
     unpinned = set(packages) - _pinned_names(path)
     checked = sorted(unpinned | ({"certifi"} & set(packages)))
 
-    opener = _opener(settings)
-
     def lacks_upload_times(project: str) -> bool:
-        page = _json_page(opener, settings, project, path)
+        page = _json_page(settings, project, path)
         files = page.get("files", []) if page is not None else []
         return not files or any(not entry.get("upload-time") for entry in files)
 
@@ -364,31 +358,11 @@ def _check_upload_times(path: Path, settings: PipSettings, packages: dict[str, s
             raise _no_upload_times(path, settings, project, shown_date)
 
 
-def _opener(settings: PipSettings) -> urllib.request.OpenerDirector:
-    """A URL opener with pip's CA file (TLS always verified) and proxy."""
-    handlers: list = []
-    if settings.index_url.startswith("https:"):
-        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=settings.cert)))
-    if settings.proxy:
-        handlers.append(urllib.request.ProxyHandler({"http": settings.proxy, "https": settings.proxy}))
-    return urllib.request.build_opener(*handlers)
-
-
-def _json_page(
-    opener: urllib.request.OpenerDirector, settings: PipSettings, project: str, path: Path
-) -> dict | None:
+def _json_page(settings: PipSettings, project: str, path: Path) -> dict | None:
     """The index's PEP 691 JSON page for ``project``, or None when the index serves no JSON page."""
-    parts = urllib.parse.urlsplit(f"{settings.index_url}/{project}/")
-    headers = {"Accept": f"{_JSON_ACCEPT}, text/html;q=0.01"}
-    if parts.username is not None:
-        user = urllib.parse.unquote(parts.username)
-        password = urllib.parse.unquote(parts.password or "")
-        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    url = urllib.parse.urlunsplit(parts)
+    accept = f"{_JSON_ACCEPT}, text/html;q=0.01"
     try:
-        with opener.open(urllib.request.Request(url, headers=headers), timeout=settings.timeout) as response:
+        with open_url(f"{settings.index_url}/{project}/", settings, accept=accept) as response:
             kind, body = response.headers.get("Content-Type", ""), response.read()
     except (urllib.error.URLError, OSError) as exc:
         shown = f"{settings.display_index_url}/{project}/"

@@ -247,3 +247,37 @@ def test_the_mirror_is_small_and_says_where_it_came_from():
     size = sum(p.stat().st_size for p in INDEX_DIR.rglob("*") if p.is_file())
     assert size < 1_000_000
     assert "build_test_index.py" in (INDEX_DIR / "PROVENANCE.md").read_text()
+
+
+def test_an_index_url_with_credentials_is_opened_with_basic_auth():
+    """user:password@ in PIP_INDEX_URL (a private index) reaches the index as HTTP Basic authentication,
+    not in the host name: what the upload-time check and the certifi/botocore fetches all open with."""
+    import base64
+    import http.server
+    import threading
+
+    from helpers import _certifi_build
+
+    seen: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://kit%40user:s3cret@127.0.0.1:{server.server_address[1]}/simple/certifi/"
+        settings = _certifi_build.PipSettings(index_url=url.rsplit("/certifi/", 1)[0], options=(), timeout=10)
+        with _certifi_build.open_url(url, settings) as response:
+            assert response.read() == b"ok"
+    finally:
+        server.shutdown()
+    assert seen == ["Basic " + base64.b64encode(b"kit@user:s3cret").decode()]
