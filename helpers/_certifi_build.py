@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -21,8 +22,9 @@ import urllib.parse
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +36,18 @@ from helpers._certifi_store import (
     RELEASES_FILE,
     ROOTS_FILE,
     SOURCE_FILE,
+    fingerprints_digest,
+    members_mismatch,
     normalize_version,
+    old_sets,
     read_membership,
     read_releases,
+    recover_set_aside,
     version_key,
 )
 from helpers._io import atomic_write_text
 from helpers._paths import DATA_DIR
-from helpers.kinds import KitError
+from helpers.kinds import InputError, KitError, UnusableError
 
 PACKAGE = "certifi"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
@@ -107,16 +113,22 @@ class BuildResult:
     without_roots: list[tuple[str, str]]  # (version, status) of releases with no usable cacert.pem
     changed: bool = True  # False when the data already said exactly this
     dropped: list[str] = field(default_factory=list)  # releases removed (only with prune)
+    kept: list[str] = field(default_factory=list)  # releases the index does not list, kept as they were
+    discarded: str = ""  # why the existing data, unreadable, was replaced (only with prune)
 
     def line(self) -> str:
-        """One summary line."""
+        """One summary line (naming every release dropped)."""
         return (
-            f"certifi: {self.releases} releases on {self.index_url} ({self.with_roots} with a cacert.pem, "
+            f"certifi: {self.releases} releases ({self.with_roots} with a cacert.pem, "
             f"{len(self.without_roots)} without), {self.distinct_blocks} distinct certificates; "
-            f"{self.downloaded} downloaded, {self.reused} reused; "
+            f"{self.downloaded} downloaded from {self.index_url}, {self.reused} reused, "
+            f"{len(self.kept)} kept that the index does not list; "
             + (f"data written to {self.data_dir}" if self.changed else f"{self.data_dir} already up to date")
-            + (f"; dropped {len(self.dropped)} releases the index does not list" if self.dropped else "")
-        )
+            + (f"; dropped {len(self.dropped)} releases (--prune): {', '.join(self.dropped)}" if self.dropped
+               else "")
+            + (f"; replaced the existing data, which could not be read ({self.discarded})" if self.discarded
+               else "")
+        )  # fmt: skip
 
     def as_dict(self) -> dict:
         """JSON-ready form."""
@@ -130,7 +142,9 @@ class BuildResult:
             "reused": self.reused,
             "changed": self.changed,
             "without_roots": [{"version": v, "status": s} for v, s in self.without_roots],
+            "kept": self.kept,
             "dropped": self.dropped,
+            "discarded": self.discarded,
         }
 
 
@@ -161,6 +175,12 @@ def pip_settings(*, env: dict[str, str] | None = None) -> PipSettings:
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, env=env, check=False
     )
+    if proc.returncode != 0:  # a setting pip cannot read: pip itself would fail, so say why now
+        complaint = " ".join((proc.stderr or proc.stdout).replace("ERROR:", " ").split()) or "no output"
+        raise InputError(
+            f"pip cannot read its configuration (`pip config list` exited {proc.returncode}): {complaint}; "
+            "fix that setting (PIP_* variables, pip.conf) and run again"
+        )
     ranked: dict[str, tuple[int, str]] = {}
     rank_of = {"global": 1, "download": 2, ":env:": 3}
     for line in proc.stdout.splitlines():
@@ -436,11 +456,6 @@ def split_blocks(pem: bytes) -> list[tuple[str, bytes | None, bytes]]:
     return [(fp, der, body) for fp, der, body, _ in _x509.pem_blocks(pem)]
 
 
-def fingerprints_digest(fingerprints: list[str] | set[str] | frozenset[str]) -> str:
-    """SHA-256 of the sorted set of fingerprints, one per line (what reconstruction must reproduce)."""
-    return hashlib.sha256("\n".join(sorted(set(fingerprints))).encode()).hexdigest()
-
-
 def _describe_block(der: bytes | None, body: bytes) -> tuple[str, str | None, bool]:
     """(display name, problem reason or None, loaded with a parser warning) of one block, via parse_pem."""
     parsed = _x509.parse_pem(_x509.pem_block_text(der, body))
@@ -515,29 +530,48 @@ def _check_staged(staging: Path, releases: list[Release]) -> None:
     roots = read_roots_text(staging)
     members = read_membership(staging)
     for row in read_releases(staging):
-        if row["status"] != "ok":
-            continue
+        if not row["blocks"]:
+            continue  # no cacert.pem (or no file): nothing to rebuild
         fps = members.get(row["version"], [])
-        if (
-            not fps
-            or any(fp not in roots for fp in fps)
-            or fingerprints_digest(fps) != row["fingerprints_digest"]
-        ):
+        if members_mismatch(row, fps) or any(fp not in roots for fp in fps):
             raise BuildError(f"certifi {row['version']}: the staged data does not rebuild its cacert.pem")
     if len(read_releases(staging)) != len(releases):
         raise BuildError("the staged releases.csv does not list every release")
 
 
 def _swap_in(staging: Path, data_dir: Path) -> None:
-    """Put the staged folder in ``data_dir``'s place (two renames; the old set is removed after)."""
+    """Put the staged folder in ``data_dir``'s place: two renames, with SIGINT and SIGTERM held off
+    between them (main thread), and the old set put back if anything interrupts them anyway."""
     old = data_dir.with_name(f".{data_dir.name}-old-{os.getpid()}")
     if data_dir.exists():
         for extra in data_dir.iterdir():  # anything the build does not write stays
             if not (staging / extra.name).exists():
                 shutil.copy2(extra, staging / extra.name)
-        os.replace(data_dir, old)
-    os.replace(staging, data_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    with _signals_held():
+        set_aside = False
+        try:
+            if data_dir.exists():
+                os.replace(data_dir, old)
+                set_aside = True
+            os.replace(staging, data_dir)
+        except BaseException:
+            if set_aside and not data_dir.exists():
+                os.replace(old, data_dir)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (on the main thread; a held one arrives after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _same_text(path: Path, text: str) -> bool:
@@ -602,6 +636,56 @@ def _base_meta(plan: ReleaseFile) -> dict:
     }
 
 
+@dataclass
+class _Existing:
+    """The data set a refresh extends, as read from its folder (empty for a first build)."""
+
+    meta: dict[str, dict] = field(default_factory=dict)  # version -> releases.csv row
+    members: dict[str, list[str]] = field(default_factory=dict)
+    blocks: dict[str, bytes] = field(default_factory=dict)
+    unreadable: str = ""  # why the folder's data cannot be read ('' when it can, or there is none)
+    listed: list[str] = field(default_factory=list)  # versions releases.csv names, even when unreadable
+
+    def flaw(self, version: str) -> str | None:
+        """Why this release's stored members do not rebuild its file (None when they do)."""
+        row, fps = self.meta[version], self.members.get(version, [])
+        if not row.get("blocks"):  # no file, or no cacert.pem in it
+            return "has members but no recorded certificate count" if fps else None
+        lacking = next((fp for fp in fps if fp not in self.blocks), None)
+        return members_mismatch(row, fps) or (lacking and f"needs {lacking[:16]}..., which roots.pem lacks")
+
+    def release(self, version: str, *, updates: dict | None = None) -> Release:
+        """The stored release as it is (``updates`` overwrite columns)."""
+        row = {k: self.meta[version].get(k, "") for k in RELEASE_COLUMNS} | (updates or {})
+        return Release(row, self.members.get(version, []))
+
+
+_REQUIRED_COLUMNS = ("version", "status", "filename", "file_sha256", "blocks", "fingerprints_digest")
+
+
+def _read_existing(data_dir: Path) -> _Existing:
+    """The data set in ``data_dir``: none (a new or empty folder), readable, or unreadable (and why)."""
+    if not data_dir.exists():
+        return _Existing()
+    names = (RELEASES_FILE, MEMBERSHIP_FILE, ROOTS_FILE)
+    missing = [name for name in names if not (data_dir / name).is_file()]
+    if len(missing) == len(names):
+        return _Existing()  # a folder that holds no data set yet
+    listed: list[str] = []
+    try:
+        header = (data_dir / RELEASES_FILE).read_text(encoding="utf-8").partition("\n")[0].strip().split(",")
+        if absent := [c for c in _REQUIRED_COLUMNS if c not in header]:
+            raise ValueError(f"releases.csv has no {', '.join(absent)} column")
+        rows = read_releases(data_dir)
+        listed = [row["version"] for row in rows]
+        if missing:
+            raise FileNotFoundError(f"{', '.join(missing)} missing")
+        meta = {row["version"]: row for row in rows}
+        return _Existing(meta, read_membership(data_dir), read_roots_text(data_dir))
+    except (OSError, ValueError, KeyError, IndexError, csv.Error) as exc:  # a UnicodeDecodeError too
+        return _Existing(unreadable=str(exc) or type(exc).__name__, listed=listed)
+
+
 def build(
     *,
     data_dir: Path | None = None,
@@ -616,51 +700,73 @@ def build(
     """Extend data/certifi from the configured index (through pip); nothing written on error.
 
     Releases whose file (same name, same index sha256) is already in the data are reused unless
-    ``full``; every other release is downloaded with pip and checked against the index's sha256.
-    Releases the index does not list are kept unless ``prune`` (then the result names them). The
-    new data set is written to a staging folder, checked, and swapped in whole.
+    ``full`` (which re-downloads, and still keeps what the index does not list); every other release
+    is downloaded with pip and checked against the index's sha256. Releases the index does not list
+    are kept unless ``prune`` (then the result names them). Existing data that cannot be read is
+    refused (UnusableError) unless ``prune``. The new data set is written to a staging folder,
+    checked, and swapped in whole.
     """
     from tqdm.auto import tqdm
 
     _stopping.clear()  # a build after an interrupted one starts pip again
     data_dir = Path(data_dir) if data_dir else DATA_DIR / "certifi"
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    recover_set_aside(data_dir)  # a swap interrupted hard (SIGKILL) left the old set beside the folder
+    existing = _read_existing(data_dir)
+    if existing.unreadable and not prune:
+        raise UnusableError(
+            f"{data_dir}: the certifi data there cannot be read ({existing.unreadable}), so a refresh could "
+            "not keep the releases the index does not list; restore it (for the kit's own data: "
+            "git checkout -- data/certifi) or give --prune to rebuild it from the index alone"
+        )
     settings = settings or pip_settings()
     page_url, page = fetch_index_page(settings)
     plan = plan_releases(page_url, page, pip_index_versions(settings))
     if not plan:
         raise BuildError(f"{settings.display_index_url} lists no {PACKAGE} release")
 
-    existing_meta: dict[str, dict] = {}
-    existing_members: dict[str, list[str]] = {}
-    existing_blocks: dict[str, bytes] = {}
-    if not full and (data_dir / RELEASES_FILE).is_file():
-        try:
-            existing_meta = {r["version"]: r for r in read_releases(data_dir)}
-            existing_members = read_membership(data_dir)
-            existing_blocks = read_roots_text(data_dir)
-        except (OSError, KeyError, ValueError, StopIteration):  # incomplete or foreign data: rebuild it all
-            existing_meta, existing_members, existing_blocks = {}, {}, {}
-
     blocks: dict[str, bytes] = {}
     releases: dict[str, Release] = {}
     to_fetch: list[ReleaseFile] = []
+    file_gone: dict[str, ReleaseFile] = {}  # stored with a file, listed by the index without one now
     for item in plan:
         version = normalize_version(item.version_on_index)
-        old = existing_meta.get(version)
+        old = existing.meta.get(version)
         if item.filename is None:
-            releases[version] = Release(_base_meta(item))
-        elif old and old["filename"] == item.filename and old["file_sha256"] == item.sha256:
-            fps = existing_members.get(version, [])
-            if all(fp in existing_blocks for fp in fps):
-                releases[version] = Release({k: old.get(k, "") for k in RELEASE_COLUMNS} | _base_meta(item)
-                                            | {"status": old["status"]}, fps)  # fmt: skip
-                for fp in fps:
-                    blocks[fp] = existing_blocks[fp]
-                continue
-            to_fetch.append(item)
+            if old and old["filename"]:
+                file_gone[version] = item
+            else:
+                releases[version] = Release(_base_meta(item))
+        elif (
+            not full
+            and old
+            and (old["filename"], old["file_sha256"]) == (item.filename, item.sha256)
+            and existing.flaw(version) is None
+        ):
+            releases[version] = existing.release(
+                version, updates=_base_meta(item) | {"status": old["status"]}
+            )
         else:
             to_fetch.append(item)
+    fetching = {normalize_version(item.version_on_index) for item in to_fetch}
+    unlisted = sorted((v for v in existing.meta if v not in releases and v not in fetching), key=version_key)
+    dropped = unlisted if prune else []
+    if existing.unreadable:  # --prune over data that cannot be read: name what it listed, if anything
+        listed = {normalize_version(item.version_on_index) for item in plan}
+        dropped = [v for v in existing.listed if v not in listed]
+    for version in unlisted if not prune else []:  # not on the index (a partial mirror, a yanked file): kept
+        if flaw := existing.flaw(version):
+            raise UnusableError(
+                f"certifi {version} in {data_dir} {flaw}, and {settings.display_index_url} does not list its "
+                "file, so it can be neither kept nor fetched again; restore the data (for the kit's own "
+                "data: git checkout -- data/certifi) or give --prune to drop it"
+            )
+        releases[version] = existing.release(version)
+    for version, item in file_gone.items() if prune else []:
+        releases[version] = Release(_base_meta(item))
+    for release in releases.values():
+        for fp in release.block_fingerprints:
+            blocks[fp] = existing.blocks[fp]
 
     bar = tqdm(total=len(to_fetch), desc="certifi releases", unit="release", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
@@ -683,17 +789,6 @@ def build(
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
 
-    listed = {normalize_version(p.version_on_index) for p in plan}
-    kept = sorted((v for v in existing_meta if v not in listed), key=version_key)
-    if prune:
-        dropped = kept
-    else:  # a release the index no longer lists (a partial mirror, a yanked file) stays: data only grows
-        dropped = []
-        for version in kept:
-            fps = existing_members.get(version, [])
-            releases[version] = Release({k: existing_meta[version].get(k, "") for k in RELEASE_COLUMNS}, fps)
-            for fp in fps:
-                blocks[fp] = existing_blocks[fp]
     ordered = sorted(releases.values(), key=lambda r: version_key(r.meta["version"]))
     import importlib.metadata as md
 
@@ -708,6 +803,8 @@ def build(
         "distinct_certificates": len(blocks),
     }
     written = write_data(data_dir, ordered, blocks, source)
+    for old in old_sets(data_dir):  # sets earlier swaps left aside: the data in place is whole now
+        shutil.rmtree(old, ignore_errors=True)
     without = [(r.meta["version"], r.meta["status"]) for r in ordered if r.meta["status"] != "ok"]
     return BuildResult(
         data_dir=data_dir,
@@ -720,6 +817,8 @@ def build(
         without_roots=without,
         changed=written,
         dropped=dropped,
+        kept=[] if prune else unlisted,
+        discarded=existing.unreadable,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -86,3 +88,58 @@ def read_releases(data_dir: Path) -> list[dict]:
     """Rows of data/certifi/releases.csv as dicts of strings."""
     with open(data_dir / RELEASES_FILE, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def fingerprints_digest(fingerprints: list[str] | set[str] | frozenset[str]) -> str:
+    """SHA-256 of the sorted set of fingerprints, one per line (what reconstruction must reproduce)."""
+    return hashlib.sha256("\n".join(sorted(set(fingerprints))).encode()).hexdigest()
+
+
+def members_mismatch(row: dict, members: list[str]) -> str | None:
+    """Why a release's membership rows are not the certificates releases.csv recorded from its file
+    (the block count and ``fingerprints_digest``), or None when they are."""
+    if not members:
+        return "lists no certificates"
+    recorded = row.get("blocks") or ""
+    if not recorded.isdigit() or int(recorded) != len(members):
+        return f"has {len(members)} of the {recorded or 'unrecorded number of'} certificates its file held"
+    if fingerprints_digest(members) != row.get("fingerprints_digest"):
+        return "does not list the certificates its file held (its fingerprints digest differs)"
+    return None
+
+
+def old_sets(data_dir: Path) -> list[Path]:
+    """Folders a swap set aside (``.certifi-old-PID``) whose refresh is no longer running, newest first."""
+    found = []
+    for path in data_dir.parent.glob(f".{data_dir.name}-old-*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and not path.is_symlink() and pid.isdigit() and not _running(int(pid)):
+            found.append(path)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def recover_set_aside(data_dir: Path) -> Path | None:
+    """Put back the data set an interrupted swap left aside when ``data_dir`` is missing; the folder
+    put back, or None (there was nothing to do)."""
+    if data_dir.exists() or data_dir.is_symlink():
+        return None
+    for old in old_sets(data_dir):
+        try:
+            os.rename(old, data_dir)
+        except OSError:  # another process put a set back first
+            continue
+        return old
+    return None
+
+
+def _running(pid: int) -> bool:
+    """Is process ``pid`` alive (a refresh in the middle of its swap)?"""
+    if pid == os.getpid():
+        return False  # this process is not swapping while it recovers
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from helpers import _cache, _certifi_store, _x509
+from helpers import _cache, _certifi_store, _paths, _x509
 from helpers._io import atomic_write_bytes
 from helpers._paths import data_file
 from helpers._x509 import Problem
@@ -326,6 +326,7 @@ class _CertifiData:
 def _certifi_data_loaded() -> _CertifiData:
     """Read data/certifi (cached; ``_certifi_data_loaded.cache_clear()`` re-reads it on the next call,
     and with it goes everything built from the old data: see :func:`_built`)."""
+    _certifi_store.recover_set_aside(_paths.DATA_DIR / "certifi")  # a refresh killed mid-swap
     folder = data_file("certifi")
     releases = sorted(
         _certifi_store.read_releases(folder), key=lambda row: _certifi_store.version_key(row["version"])
@@ -464,9 +465,13 @@ def _certifi_bundle(version: str) -> Bundle:
 def _make_certifi_bundle(data: _CertifiData, version: str) -> Bundle:
     meta = next(row for row in data.releases if row["version"] == version)
     members = data.members(version)
-    fix = "restore data/ (git checkout -- data) or run `atskit refresh-certifi --full`"
-    if not members:  # an interrupted or foreign write: never an empty trust store in its place
-        raise UnusableError(f"data/certifi is inconsistent: release {version} lists no certificates; {fix}")
+    folder = _paths.DATA_DIR / "certifi"
+    fix = (
+        "restore it (git checkout -- data/certifi in the kit's repository) or run `atskit refresh-certifi` "
+        "to fetch the release again"
+    )
+    if flaw := _certifi_store.members_mismatch(meta, members):  # never a partial or empty trust store
+        raise UnusableError(f"{folder} is inconsistent: release {version} {flaw}; {fix}")
     certificates, problems, warnings = [], [], {}
     for position, fp in enumerate(members):
         parsed = data.block(fp)
@@ -474,7 +479,7 @@ def _make_certifi_bundle(data: _CertifiData, version: str) -> Bundle:
             certificates.append(parsed.certificates[0])
             warnings.update(parsed.warnings)
         elif fp not in data.offsets:
-            raise UnusableError(f"data/certifi is inconsistent: release {version} needs {fp[:16]}..., "
+            raise UnusableError(f"{folder} is inconsistent: release {version} needs {fp[:16]}..., "
                                 f"which roots.pem lacks; {fix}")  # fmt: skip
         else:
             reason = parsed.problems[0].reason if parsed.problems else "not a certificate"

@@ -60,6 +60,9 @@ def _run_notebooks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+MAX_WORKERS = 32  # parallel pip downloads refresh-certifi runs at most
+
+
 def _refresh_certifi(args: argparse.Namespace) -> int:
     """Rebuild or extend data/certifi from the package index through pip (exit 1 if it cannot)."""
     import json
@@ -68,8 +71,11 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
 
     from helpers import _certifi_build
 
-    if args.workers < 1:
-        raise UsageError(f"--workers {args.workers}: give 1 or more")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers {args.workers}: give a number from 1 to {MAX_WORKERS}")
+    for option, path in (("--data-dir", args.data_dir), ("--cache-dir", args.cache_dir)):
+        if path is not None:
+            _folder(path, option)
 
     def interrupted(*_):  # SIGTERM ends a refresh as Ctrl-C does: pip ended, the data left as it was
         raise KeyboardInterrupt
@@ -77,8 +83,8 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     try:
         result = _certifi_build.build(
-            data_dir=Path(args.data_dir) if args.data_dir else None,
-            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            data_dir=Path(args.data_dir) if args.data_dir is not None else None,
+            cache_dir=Path(args.cache_dir) if args.cache_dir is not None else None,
             full=args.full,
             progress=not args.json and sys.stderr.isatty(),
             workers=args.workers,
@@ -198,6 +204,18 @@ def _regular_file(path: str, option: str, what: str) -> None:
         raise UsageError(f"{option} {path}: is a directory; pass {what}")
     if not stat.S_ISREG(mode):
         raise UsageError(f"{option} {path}: not a regular file (a pipe or device); pass {what}")
+
+
+def _folder(path: str, option: str) -> None:
+    """UsageError unless ``path`` is a folder, or a path a folder can be made at (an empty path would
+    mean the current folder, a file in the way would fail only after the downloads)."""
+    if not path.strip():
+        raise UsageError(f"{option}: the path is empty; pass a folder (or leave {option} out)")
+    here = Path(path)
+    while not here.exists() and here != here.parent:  # the nearest part of the path that exists
+        here = here.parent
+    if not here.is_dir():
+        raise UsageError(f"{option} {path}: {here} is not a folder; pass a folder")
 
 
 def _seconds(text: str) -> float:
@@ -685,13 +703,19 @@ def build_parser() -> argparse.ArgumentParser:
         "with your pip settings); exit 1 if the index cannot be reached or a file cannot be checked.",
     )
     p.add_argument(
-        "--full", action="store_true", help="download every release again (default: only new ones)"
+        "--full",
+        action="store_true",
+        help="download every release the index lists again (default: only new ones); releases it does "
+        "not list are still kept",
     )
     p.add_argument("--cache-dir", help="keep downloaded release files here (default: ~/.cache/atskit)")
     p.add_argument("--data-dir", help="write here instead of the kit's data/certifi")
-    p.add_argument("--workers", type=int, default=4, help="parallel pip downloads (default: 4)")
+    p.add_argument("--workers", type=int, default=4, help="parallel pip downloads, 1 to 32 (default: 4)")
     p.add_argument(
-        "--prune", action="store_true", help="drop releases the index does not list (default: keep them)"
+        "--prune",
+        action="store_true",
+        help="drop releases the index does not list, naming them (default: keep them); also replaces "
+        "existing data that cannot be read",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_refresh_certifi)

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -23,7 +24,7 @@ from local_index import serve as _serve
 
 from helpers import _certifi_build, _io, _paths, bundles, pki
 from helpers._paths import ROOT
-from helpers.kinds import UnusableError
+from helpers.kinds import InputError, UnusableError
 
 GARBAGE_BLOCK = b"-----BEGIN CERTIFICATE-----\nthis is not base64 at all!\n-----END CERTIFICATE-----\n"
 NOT_A_CERT_BLOCK = b"-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n"  # DER INTEGER 1
@@ -254,6 +255,7 @@ def test_a_file_whose_hash_differs_from_the_index_is_refused(ca_roots, index_fil
                 settings=index.settings(),
                 progress=False,
                 workers=1,
+                prune=True,  # the data there cannot be read: replacing it must be asked for
             )
     finally:
         server.shutdown()
@@ -304,7 +306,7 @@ def test_cli_rejects_bad_usage_with_exit_2(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["atskit: error: --workers 0: give 1 or more"]
+    assert proc.stderr.strip().splitlines() == ["atskit: error: --workers 0: give a number from 1 to 32"]
 
 
 # ---------------------------------------------------------------- pieces
@@ -400,7 +402,7 @@ def test_prune_drops_what_the_index_does_not_list_and_says_so(built, ca_roots, i
     finally:
         server.shutdown()
     assert result.changed and result.dropped == ["2021.1.2", "2022.1.1"]
-    assert "dropped 2 releases" in result.line()
+    assert "dropped 2 releases (--prune): 2021.1.2, 2022.1.1" in result.line()
     assert [r["version"] for r in _certifi_build.read_releases(data)] == ["0", "2020.1.1"]
 
 
@@ -537,3 +539,286 @@ def test_the_command_interrupted_mid_download_ends_pip_and_leaves_data_and_no_te
     assert pips() == []
     assert _snapshot(data) == before
     assert not list(cache.glob(".download-*"))
+
+
+# ------------------------------------------------------- nothing lost: --full, unreadable data, readers
+
+
+def _refresh(data: Path, index_url: str, *args: str, cache: Path) -> subprocess.CompletedProcess:
+    """``atskit refresh-certifi --data-dir DATA`` against ``index_url`` only, in a subprocess."""
+    env = {**os.environ, "PIP_INDEX_URL": index_url, "PIP_EXTRA_INDEX_URL": "", "PIP_FIND_LINKS": "",
+           "PIP_RETRIES": "0", "PIP_DEFAULT_TIMEOUT": "10"}  # fmt: skip
+    command = [sys.executable, "-m", "helpers", "refresh-certifi", "--data-dir", str(data), "--cache-dir",
+               str(cache), *args]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=data.parent, timeout=180)
+
+
+def test_full_against_a_partial_index_redownloads_and_keeps_every_release(
+    built, ca_roots, index_files, tmp_path
+):
+    """--full forces the downloads; it is not --prune: the releases the index does not list stay."""
+    _, _, data_dir, _ = built
+    data = _copy_of(data_dir, tmp_path)
+    before = _snapshot(data)
+    partial = {n: d for n, d in index_files.items() if n.startswith("certifi-2020")}
+    server, index = _index(ca_roots, partial)
+    try:
+        done = _refresh(data, index.url, "--full", cache=tmp_path / "fresh-cache")
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert "1 downloaded" in done.stdout and "2 kept that the index does not list" in done.stdout
+    assert "dropped" not in done.stdout
+    assert _snapshot(data) == before  # 4 releases stay 4, byte for byte
+
+
+def test_prune_names_every_release_it_drops_in_the_command_s_text(built, ca_roots, index_files, tmp_path):
+    _, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    partial = {n: d for n, d in index_files.items() if n.startswith("certifi-2020")}
+    server, index = _index(ca_roots, partial)
+    try:
+        done = _refresh(data, index.url, "--prune", cache=cache_dir)
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert "dropped 2 releases (--prune): 2021.1.2, 2022.1.1" in done.stdout
+
+
+@pytest.mark.parametrize("damage", ["membership.csv missing", "membership.csv unreadable", "no roots.pem"])
+def test_existing_data_that_cannot_be_read_is_refused_not_rebuilt_from_the_index(built, tmp_path, damage):
+    """Unreadable data is not silently replaced by whatever the index lists: exit 2, one line, nothing
+    touched, and the index not even asked (it is a closed port here)."""
+    _, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    if damage == "membership.csv missing":
+        (data / "membership.csv").unlink()
+    elif damage == "membership.csv unreadable":
+        (data / "membership.csv").write_bytes(b"\xff\xfe not csv at all")
+    else:
+        (data / "roots.pem").unlink()
+    before = _snapshot(data)
+    done = _refresh(data, f"http://127.0.0.1:{_closed_port()}/simple", "--full", cache=cache_dir)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "cannot be read" in lines[0] and "--prune" in lines[0] and "git checkout" in lines[0]
+    assert _snapshot(data) == before
+
+
+def test_prune_rebuilds_unreadable_data_and_names_the_releases_it_listed(
+    built, ca_roots, index_files, tmp_path
+):
+    _, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    (data / "membership.csv").unlink()
+    partial = {n: d for n, d in index_files.items() if n.startswith("certifi-2020")}
+    server, index = _index(ca_roots, partial)
+    try:
+        result = _certifi_build.build(
+            data_dir=data, cache_dir=cache_dir, settings=index.settings(), progress=False, prune=True
+        )
+    finally:
+        server.shutdown()
+    assert result.dropped == ["2021.1.2", "2022.1.1"] and "membership.csv missing" in result.discarded
+    assert [r["version"] for r in _certifi_build.read_releases(data)] == ["0", "2020.1.1"]
+
+
+def _keep_rows(data: Path, version: str, keep) -> None:
+    """Rewrite membership.csv keeping only the rows of ``version`` that ``keep(rows)`` returns."""
+    lines = (data / "membership.csv").read_text().splitlines()
+    mine = [r for r in lines if r.startswith(f"{version},")]
+    kept = set(keep(mine))
+    (data / "membership.csv").write_text("\n".join(r for r in lines if r not in mine or r in kept) + "\n")
+
+
+def test_a_release_with_part_of_its_members_is_an_error_naming_the_folder_and_repair(
+    built, tmp_path, kit_data_at
+):
+    _, _, data_dir, _ = built
+    data = _copy_of(data_dir, tmp_path)
+    _keep_rows(data, "2021.1.2", lambda rows: rows[:1])  # 1 of its 4 blocks
+    kit_data_at(data.parent)
+    with pytest.raises(UnusableError) as err:
+        bundles.certifi("2021.1.2")
+    message = str(err.value)
+    assert "release 2021.1.2 has 1 of the 4 certificates its file held" in message
+    assert str(data) in message and "git checkout -- data/certifi" in message and "--full" not in message
+    assert len(bundles.certifi("2020.1.1")) == 2  # a whole release still loads
+
+
+def test_a_release_with_other_members_than_its_file_is_an_error(built, tmp_path, kit_data_at):
+    """The same count, but one block swapped for another release's: the digest tells."""
+    _, _, data_dir, _ = built
+    data = _copy_of(data_dir, tmp_path)
+    other = next(r for r in (data / "membership.csv").read_text().splitlines() if r.startswith("2020.1.1,0,"))
+    text = (data / "membership.csv").read_text()
+    first = next(r for r in text.splitlines() if r.startswith("2021.1.2,0,"))
+    (data / "membership.csv").write_text(text.replace(first, "2021.1.2,0," + other.split(",")[2]))
+    kit_data_at(data.parent)
+    with pytest.raises(UnusableError, match="fingerprints digest differs"):
+        bundles.certifi("2021.1.2")
+
+
+def test_the_kit_s_own_release_with_10_of_its_138_members_is_refused(tmp_path, kit_data_at):
+    import shutil
+
+    data = tmp_path / "certifi"
+    shutil.copytree(ROOT / "data" / "certifi", data)
+    _keep_rows(data, "2020.6.20", lambda rows: rows[:10])
+    kit_data_at(tmp_path)
+    with pytest.raises(UnusableError, match="has 10 of the 138 certificates"):
+        bundles.certifi("2020.6.20")
+
+
+def test_a_refresh_repairs_a_partial_release_the_index_lists(built, ca_roots, index_files, tmp_path):
+    """What the reader's error suggests works: the release is fetched again, the data whole again."""
+    index, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    _keep_rows(data, "2021.1.2", lambda rows: rows[:1])
+    result = _certifi_build.build(
+        data_dir=data, cache_dir=cache_dir, settings=index.settings(), progress=False
+    )
+    assert result.downloaded == 1
+    assert {k: v for k, v in _snapshot(data).items() if k != "source.json"} == {
+        k: v for k, v in _snapshot(data_dir).items() if k != "source.json"
+    }
+
+
+def test_a_partial_release_the_index_does_not_list_is_refused_not_dropped(
+    built, ca_roots, index_files, tmp_path
+):
+    _, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    _keep_rows(data, "2021.1.2", lambda rows: rows[:1])
+    before = _snapshot(data)
+    partial = {n: d for n, d in index_files.items() if n.startswith("certifi-2020")}
+    server, index = _index(ca_roots, partial)
+    try:
+        with pytest.raises(UnusableError, match=r"certifi 2021\.1\.2 .* has 1 of the 4 .* --prune"):
+            _certifi_build.build(
+                data_dir=data, cache_dir=cache_dir, settings=index.settings(), progress=False
+            )
+    finally:
+        server.shutdown()
+    assert _snapshot(data) == before
+
+
+# ---------------------------------------------------------------- the swap
+
+
+def _new_release_index(ca_roots, index_files):
+    """The module's index plus a newer release, so that a refresh has something to swap in."""
+    newer = {
+        "certifi-2023.1.1-py3-none-any.whl": _wheel("2023.1.1", {"certifi/cacert.pem": ca_roots[2].cert_pem})
+    }
+    return _index(ca_roots, index_files | newer)
+
+
+def test_an_interrupt_between_the_two_renames_puts_the_old_set_back(
+    built, ca_roots, index_files, tmp_path, monkeypatch
+):
+    _, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    before = _snapshot(data)
+    replace = os.replace
+    held = []
+
+    def second_rename_interrupted(src, dst):
+        if Path(dst).parent == data.parent:  # the swap's renames (not the download cache's)
+            held.append(signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        if Path(src).name.startswith(".certifi-staging-"):
+            raise KeyboardInterrupt  # as if Ctrl-C landed just after the data folder was set aside
+        replace(src, dst)
+
+    server, index = _new_release_index(ca_roots, index_files)
+    monkeypatch.setattr(_certifi_build.os, "replace", second_rename_interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _certifi_build.build(
+                data_dir=data, cache_dir=cache_dir, settings=index.settings(), progress=False
+            )
+    finally:
+        monkeypatch.undo()
+        server.shutdown()
+    assert _snapshot(data) == before
+    assert sorted(p.name for p in data.parent.iterdir()) == ["certifi"]  # no staging or old folder left
+    assert held and all(held)  # SIGINT was held off while the folders were renamed
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    return int(child.stdout)
+
+
+def test_a_set_left_aside_by_a_killed_swap_is_put_back_by_the_next_reader(built, tmp_path, kit_data_at):
+    _, _, data_dir, _ = built
+    data = _copy_of(data_dir, tmp_path)
+    before = _snapshot(data)
+    data.rename(data.with_name(f".certifi-old-{_dead_pid()}"))  # SIGKILL between the two renames
+    kit_data_at(data.parent)
+    assert len(bundles.certifi("2020.1.1")) == 2
+    assert _snapshot(data) == before
+    assert sorted(p.name for p in data.parent.iterdir()) == ["certifi"]
+
+
+def test_a_set_left_aside_by_a_killed_swap_is_put_back_by_the_next_refresh(built, tmp_path):
+    index, _, data_dir, cache_dir = built
+    data = _copy_of(data_dir, tmp_path)
+    before = _snapshot(data)
+    data.rename(data.with_name(f".certifi-old-{_dead_pid()}"))
+    result = _certifi_build.build(
+        data_dir=data, cache_dir=cache_dir, settings=index.settings(), progress=False
+    )
+    assert not result.changed and result.downloaded == 0  # extended, not rebuilt from nothing
+    assert _snapshot(data) == before
+    assert sorted(p.name for p in data.parent.iterdir()) == ["certifi"]
+
+
+# ---------------------------------------------------------------- pip settings and options
+
+
+def test_a_pip_setting_pip_cannot_read_is_an_error_not_pypi():
+    with pytest.raises(InputError) as err:
+        _certifi_build.pip_settings(env={**os.environ, "PIP_DEFAULT_TIMEOUT": "abc"})
+    assert "invalid floating-point value: 'abc'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_malformed_pip_conf_stops_the_command_with_pip_s_complaint(tmp_path):
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url\n")
+    env = {**os.environ, "PIP_CONFIG_FILE": str(conf)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "refresh-certifi", "--data-dir", str(tmp_path / "certifi")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip cannot read its configuration" in lines[0], proc.stderr
+    assert "parsing errors" in lines[0] and "pip.conf" in lines[0]
+    assert not (tmp_path / "certifi").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--data-dir", ""], "--data-dir: the path is empty"),
+        (["--data-dir", "{file}"], "is not a folder"),
+        (["--data-dir", "{file}/certifi"], "is not a folder"),
+        (["--cache-dir", "{file}"], "is not a folder"),
+        (["--workers", "100000"], "give a number from 1 to 32"),
+    ],
+)
+def test_refresh_options_are_checked_before_the_index_is_asked(tmp_path, args, text):
+    """Against a closed port: an option that got through would end in 'cannot reach', exit 1."""
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a folder\n")
+    env = {**os.environ, "PIP_INDEX_URL": f"http://127.0.0.1:{_closed_port()}/simple", "PIP_RETRIES": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "helpers", "refresh-certifi", *(a.format(file=a_file) for a in args)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and text in proc.stderr
