@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import csv
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -170,12 +171,13 @@ def pip_settings(*, env: dict[str, str] | None = None) -> PipSettings:
 
     Environment variables (PIP_INDEX_URL, ...) win over the ``[download]`` section, which wins over
     ``[global]``, as in pip. Extra indexes and find-links are deliberately not used: the build wants
-    the index's own file, checked against the index's own hash.
+    the index's own file, checked against the index's own hash. A setting pip cannot read (a malformed
+    pip.conf, PIP_DEFAULT_TIMEOUT=abc) is an InputError with pip's complaint: pip would fail on it too.
     """
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, env=env, check=False
     )
-    if proc.returncode != 0:  # a setting pip cannot read: pip itself would fail, so say why now
+    if proc.returncode != 0 and importlib.util.find_spec("pip") is not None:  # pip would fail too: say why
         complaint = " ".join((proc.stderr or proc.stdout).replace("ERROR:", " ").split()) or "no output"
         raise InputError(
             f"pip cannot read its configuration (`pip config list` exited {proc.returncode}): {complaint}; "

@@ -578,7 +578,10 @@ CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, ex
     (["devices", "{inventory_bad_sha}", "--lab"], "no root with this fingerprint", 2),
     (["check", "--lab", "--region", "cn-north-1"], "aws-cn partition", 2),
     (["check", "--lab", "--bundle", "certifi==1999.1.1"], "nearest releases", 2),
-    (["refresh-certifi", "--workers", "0"], "give 1 or more", 2),
+    (["refresh-certifi", "--workers", "0"], "give a number from 1 to 32", 2),
+    (["refresh-certifi", "--workers", "100000"], "give a number from 1 to 32", 2),
+    (["refresh-certifi", "--data-dir", ""], "--data-dir: the path is empty", 2),
+    (["refresh-certifi", "--data-dir", "{garbage}"], "is not a folder", 2),
     (["upgrade-check", "--before", "{conda}", "--after", "requests==2.26.0", "--lab"], "pip freeze > ", 2),
     (
         [
