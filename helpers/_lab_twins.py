@@ -197,20 +197,31 @@ def pki() -> LabPKI:
 @functools.cache
 def _make_pki() -> LabPKI:
     """The twin CAs and cross-signatures: as saved in the kit's private cache by an earlier process
-    with the same code and real roots, else made now (RSA key generation takes a moment) and saved."""
+    with the same code and real roots, else made now (RSA key generation takes a moment) and saved.
+
+    A saved PKI is ``pki-<what made it>-<SHA-256 of its content>.json``; one whose content does not
+    match its name is removed and never loaded."""
     real_roots = _real_roots()
-    path = _cache.private_dir("lab") / f"pki-{_pki_digest(real_roots)[:32]}.json"
-    try:
-        return _load_pki(path, real_roots)
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not what this code makes: make one
-        pass
+    folder = _cache.private_dir("lab")
+    made_by = _pki_digest(real_roots)[:32]
+    for path in sorted(folder.glob(f"pki-{made_by}-*.json")):
+        data = _cache.read_verified(path, path.stem.rsplit("-", 1)[-1])
+        try:
+            if data is not None:
+                return _load_pki(data, real_roots)
+        except (ValueError, KeyError, TypeError):  # not what this code makes
+            pass
+        path.unlink(missing_ok=True)  # changed since it was written, or not whole: made again below
     made = _new_pki(real_roots)
     saved = {
         "cas": {t: [ca.cert_pem.decode(), ca.private_key_pem.decode()] for t, ca in made.cas.items()},
         "cross_signed": {t: _x509.to_pem([c]).decode() for t, c in made.cross_signed.items()},
     }
-    atomic_write_bytes(path, json.dumps(saved).encode(), mode=0o600)  # private keys: this user's only
-    _cache.prune(path.parent)
+    data = json.dumps(saved).encode()
+    path = folder / f"pki-{made_by}-{hashlib.sha256(data).hexdigest()}.json"
+    atomic_write_bytes(path, data, mode=0o600)  # private keys: this user's only
+    _cache.mark_used(path)
+    _cache.prune(folder)
     return made
 
 
@@ -222,9 +233,9 @@ def _pki_digest(real_roots: dict[str, x509.Certificate]) -> str:
     return digest.hexdigest()
 
 
-def _load_pki(path: Path, real_roots: dict[str, x509.Certificate]) -> LabPKI:
+def _load_pki(data: bytes, real_roots: dict[str, x509.Certificate]) -> LabPKI:
     """A lab PKI saved by :func:`_make_pki` (ValueError and friends if it is not a whole one)."""
-    saved = json.loads(path.read_bytes())
+    saved = json.loads(data)
     cas: dict[str, CA] = {}
     for twin_id in [*_ROOT_CNS, *_INTERMEDIATES]:
         parent = cas[_INTERMEDIATES[twin_id][0]] if twin_id in _INTERMEDIATES else None

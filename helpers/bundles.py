@@ -128,24 +128,27 @@ class Bundle:
         return atomic_write_bytes(path, self.pem())
 
     def path(self) -> Path:
-        """A PEM file of this bundle that boto3's ``verify=`` accepts (written once, then reused).
+        """A PEM file of this bundle that boto3's ``verify=`` accepts.
 
         The file lives in the kit's private cache (a folder only this user can write) and is named by
         the SHA-256 of its content, so every process and every Bundle with the same roots shares one
-        file; its content is checked against that name before it is reused.
+        file. Its content is checked against that digest each time it is handed out, and rewritten if
+        it differs: a file changed after its first use (a root added) is never handed out.
         """
-        cached = self.__dict__.get("_pem_path")
-        if cached is None or not cached.exists():
+        written = self.__dict__.get("_pem_file")
+        if written is None:
             pem = self.pem()
             digest = hashlib.sha256(pem).hexdigest()
             safe = "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in self.label)
             folder = _cache.private_dir("trust")
-            cached = folder / f"{safe}-{len(self)}-{digest[:16]}.pem"
-            if not (cached.is_file() and hashlib.sha256(cached.read_bytes()).hexdigest() == digest):
-                atomic_write_bytes(cached, pem)
-                _cache.prune(folder)
-            self.__dict__["_pem_path"] = cached
-        return cached
+            written = self.__dict__["_pem_file"] = (folder / f"{safe}-{len(self)}-{digest[:16]}.pem", digest)
+        path, digest = written
+        if not _cache.verified(path, digest):
+            _cache.private_dir("trust")  # still this user's own folder
+            atomic_write_bytes(path, self.pem())
+            _cache.mark_used(path)
+            _cache.prune(path.parent)
+        return path
 
 
 def from_pem(

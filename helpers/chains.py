@@ -554,7 +554,8 @@ def parse_time(value: dt.datetime | dt.date | str | None) -> dt.datetime | None:
     try:
         return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     except OverflowError:
-        raise InputError("out of range once converted to UTC; use a date before 9999") from None
+        bound = "after 0001-01-01" if moment.year < 5000 else "before 9999-12-31"
+        raise InputError(f"out of range once converted to UTC; use a date {bound}") from None
 
 
 def _utc(at: dt.datetime | dt.date | str | None) -> dt.datetime:

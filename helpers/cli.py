@@ -35,6 +35,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
     if not runner.notebook_paths():
         raise UsageError("no numbered notebooks found in notebooks/")
+    _folder(args.out, "--out", "a folder for the reports (made if missing)")
     started = time.perf_counter()
     runs = runner.run_all(args.out, on_done=None if args.json else lambda r: print(r.line(), flush=True))
     wall = time.perf_counter() - started
@@ -75,7 +76,7 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
         raise UsageError(f"--workers {args.workers}: give a number from 1 to {MAX_WORKERS}")
     for option, path in (("--data-dir", args.data_dir), ("--cache-dir", args.cache_dir)):
         if path is not None:
-            _folder(path, option)
+            _folder(path, option, "a folder (made if missing)")
 
     def interrupted(*_):  # SIGTERM ends a refresh as Ctrl-C does: pip ended, the data left as it was
         raise KeyboardInterrupt
@@ -137,10 +138,7 @@ def load_bundles(spec: str, *, option: str = "--bundle") -> list:
         if Path(text).exists():
             _regular_file(text, option, "the path of a PEM file")
             bundle = bundles.from_pem(text)
-            leaves = ", ".join(repr(name) for name in bundle.not_authorities())
-            if leaves:
-                warning = f"{option} {spec}: {leaves} is not a CA certificate, yet becomes a trust anchor"
-                print(f"atskit: warning: {warning}; is this a captured chain?", file=sys.stderr)
+            _warn_not_authorities(bundle, f"{option} {spec}")
             return [bundle]
     except (ValueError, OSError) as exc:
         raise UsageError(f"{option} {spec}: {exc}") from None
@@ -151,6 +149,14 @@ def load_bundles(spec: str, *, option: str = "--bundle") -> list:
 
 
 _NAMED_BUNDLES = {"installed": "installed_certifi", "botocore": "botocore_vendored", "system": "system"}
+
+
+def _warn_not_authorities(bundle, given: str) -> None:
+    """A warning line on stderr if ``bundle`` holds certificates that are not CAs (a captured chain)."""
+    leaves = ", ".join(repr(name) for name in bundle.not_authorities())
+    if leaves:
+        warning = f"{given}: {leaves} is not a CA certificate, yet becomes a trust anchor"
+        print(f"atskit: warning: {warning}; is this a captured chain?", file=sys.stderr)
 
 
 def read_endpoints_file(path: str) -> list[str]:
@@ -206,28 +212,47 @@ def _regular_file(path: str, option: str, what: str) -> None:
         raise UsageError(f"{option} {path}: not a regular file (a pipe or device); pass {what}")
 
 
-def _folder(path: str, option: str) -> None:
-    """UsageError unless ``path`` is a folder, or a path a folder can be made at (an empty path would
-    mean the current folder, a file in the way would fail only after the downloads)."""
-    if not path.strip():
-        raise UsageError(f"{option}: the path is empty; pass a folder (or leave {option} out)")
+def _folder(path: str | None, option: str, what: str = "a folder") -> None:
+    """UsageError unless ``path`` is None, a folder, or a path a folder can be made at: an empty path
+    (the current folder, silently) or a file in the way (found only after the downloads, or a device
+    such as /dev/null) is refused."""
+    if path is None:
+        return
+    if not str(path).strip():
+        raise UsageError(f"{option}: the path is empty; pass {what}")
     here = Path(path)
-    while not here.exists() and here != here.parent:  # the nearest part of the path that exists
+    while not os.path.lexists(here) and here != here.parent:  # the nearest part of the path that exists
         here = here.parent
     if not here.is_dir():
-        raise UsageError(f"{option} {path}: {here} is not a folder; pass a folder")
+        which = "it" if here == Path(path) else str(here)
+        raise UsageError(f"{option} {path}: {which} is not a folder; pass {what}")
+
+
+def _not_empty(what: str):
+    """An argparse type for a text option that must not be empty (an empty value would silently
+    mean the default); ``what`` says what to give."""
+
+    def text(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"empty; give {what}, or leave the option out")
+        return value
+
+    return text
+
+
+MIN_SECONDS = 0.01  # below this no handshake or lab can finish: the value is a typo
 
 
 def _seconds(text: str) -> float:
-    """--timeout / --duration: a finite number of seconds, more than 0 and at most a day."""
+    """--timeout / --duration: a finite number of seconds, from 0.01 to a day."""
     import math
 
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text!r}: give seconds above 0 and at most 86400")
+    if not math.isfinite(value) or not MIN_SECONDS <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seconds above 0 (0.01 or more) and at most 86400")
     return value
 
 
@@ -302,6 +327,7 @@ def _check(args: argparse.Namespace) -> int:
     from helpers import chains
 
     at = parse_at(args.at)
+    _folder(args.save_chains, "--save-chains", "a folder to save the chains in (made if missing)")
     bundle_list = [b for spec in (args.bundle or ["installed"]) for b in load_bundles(spec)]
     hosts, chain_files = _endpoint_hosts(args), _chain_files(args)
     mode = _mode(args, hosts)
@@ -428,6 +454,8 @@ def _which_bundle(args: argparse.Namespace) -> int:
 
     choice = botocore_facts.effective_ca_bundle()
     bundle = choice.bundle
+    if bundle is not None:
+        _warn_not_authorities(bundle, f"{choice.rule} {choice.path}")
     data = {
         "path": str(choice.path),
         "rule": choice.rule,
@@ -495,6 +523,12 @@ def _upgrade_check(args: argparse.Namespace) -> int:
         given = getattr(args, f"{name}_as_of")
         return _as_of(given or args.as_of, f"--{name}-as-of" if given else "--as-of")
 
+    for name in ("before", "after"):
+        if not str(getattr(args, name)).strip():
+            _regular_file(
+                "", f"--{name}", "a requirements or lock file, or inline pins like 'certifi==2021.10.8'"
+            )
+    _folder(args.save_chains, "--save-chains", "a folder to save the chains in (made if missing)")
     try:  # the options first, then what each side installs: a bad file is named before anything is fetched
         common = upgrade.parse_ca_bundles(args.ca_bundle or [])
         declared = {
@@ -747,7 +781,11 @@ def _endpoint_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lab", action="store_true", help="run the offline lab in-process and check its endpoints"
     )
-    p.add_argument("--region", help="AWS region for the lab and the default iot-data host (ap-northeast-2)")
+    p.add_argument(
+        "--region",
+        type=_not_empty("an AWS region like 'ap-northeast-2'"),
+        help="AWS region for the lab and the default iot-data host (ap-northeast-2)",
+    )
     p.add_argument(
         "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
     )
@@ -782,6 +820,7 @@ def _add_subcommands(sub) -> None:
     p.add_argument(
         "--alpn",
         metavar="PROTOCOL",
+        type=_not_empty(f"an ALPN protocol such as {MQTT_ALPN}"),
         help=f"offer this ALPN protocol on every capture (AWS IoT MQTT on 443: {MQTT_ALPN})",
     )
     p.set_defaults(func=_check)
@@ -842,7 +881,11 @@ def _add_subcommands(sub) -> None:
     p = lab_sub.add_parser(
         "serve", help="run the lab in the foreground; prints how to reach it with curl and the AWS CLI"
     )
-    p.add_argument("--region", help="the lab's region (default ap-northeast-2)")
+    p.add_argument(
+        "--region",
+        type=_not_empty("an AWS region like 'ap-northeast-2'"),
+        help="the lab's region (default ap-northeast-2)",
+    )
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
     p.add_argument(
         "--certifi",

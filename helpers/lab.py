@@ -569,10 +569,15 @@ def _installed_view() -> bundles.Bundle:
     return trust_view(bundles.installed_certifi())
 
 
-@functools.cache
 def twin_roots_path() -> Path:
-    """PEM file of the twin roots alone (the lab's own setup calls trust it)."""
-    return twin_roots().path()
+    """PEM file of the twin roots alone (the lab's own setup calls trust it), checked each time."""
+    return _twin_roots_bundle().path()
+
+
+@functools.cache
+def _twin_roots_bundle() -> bundles.Bundle:
+    """The twin roots as one Bundle, made once (its file is checked by ``path()`` at each use)."""
+    return twin_roots()
 
 
 def _drop_moto_state(account_id: str) -> None:

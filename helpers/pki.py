@@ -276,10 +276,11 @@ class LeafCert:
         return [self.cert_pem, *(_pem(c) for c in (above if intermediates else []))]
 
     def write_files(self, directory: str | Path, stem: str, **chain_options) -> tuple[Path, Path]:
-        """Write ``<stem>.chain.pem`` and ``<stem>.key.pem`` for ``SSLContext.load_cert_chain``."""
+        """Write ``<stem>.chain.pem`` and ``<stem>.key.pem`` (0600: a private key is this user's only)
+        for ``SSLContext.load_cert_chain``."""
         directory = Path(directory)
         chain_path = atomic_write_bytes(
             directory / f"{stem}.chain.pem", b"".join(self.cert_chain_pems(**chain_options))
         )
-        key_path = atomic_write_bytes(directory / f"{stem}.key.pem", self.private_key_pem)
+        key_path = atomic_write_bytes(directory / f"{stem}.key.pem", self.private_key_pem, mode=0o600)
         return chain_path, key_path

@@ -888,6 +888,8 @@ def spec_path(path_or_pins: str, *, name: str = "spec") -> str:
 
 def _check_path(text: str, path: Path, *, inline: bool) -> None:
     """One-line errors for a spec that is not a readable file (or inline pins)."""
+    if not text.strip():  # Path('') is the current folder: not what anyone means
+        raise ResolutionError("the spec is empty; pass a requirements or lock file, or inline pins")
     if path.is_dir():
         raise ResolutionError(f"{text}: is a directory; pass a requirements or lock file")
     if path.exists() and not path.is_file():
@@ -919,7 +921,7 @@ def resolve(
     (``use_pip=False`` makes that an error instead).
     """
     target = target or Target.current()
-    _check_not_future(as_of)
+    _check_as_of(as_of)
     text = os.fspath(spec)
     path = Path(text)
     inline = not path.exists() and _looks_inline(text)
@@ -998,8 +1000,12 @@ def parse_as_of(text: str):
     return dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
 
 
-def _check_not_future(as_of: Any) -> None:
-    """A date after today would resolve as of today under another name: refused, never applied silently."""
+EARLIEST_AS_OF_YEAR = 2000  # no package index is older (PyPI's first uploads are from 2005)
+
+
+def _check_as_of(as_of: Any) -> None:
+    """A date after today would resolve as of today under another name, and one before 2000 asks an
+    index for a time it never had: both refused, never passed on to the resolver."""
     import datetime as dt
 
     if as_of is None:
@@ -1011,6 +1017,11 @@ def _check_not_future(as_of: Any) -> None:
         late = as_of > now.date()
     else:
         raise ResolutionError(f"as of {as_of!r}: give a date (YYYY-MM-DD) or a time")
+    if as_of.year < EARLIEST_AS_OF_YEAR:
+        raise ResolutionError(
+            f"as of {_shown_date(as_of)}: before {EARLIEST_AS_OF_YEAR}, older than any package index "
+            "(PyPI's first uploads are from 2005); give the date the side was built"
+        )
     if late:
         raise ResolutionError(
             f"as of {_shown_date(as_of)}: that is in the future; give the date the side was built, "

@@ -202,6 +202,47 @@ def ssl_handshake(port: int, bundle: bundles.Bundle, hostname: str) -> tuple[boo
         return False, exc.verify_message
 
 
+def test_write_files_keeps_the_private_key_to_its_owner(tmp_path):
+    """The server key ``write_files`` saves is 0600, also when it replaces a readable older file."""
+    import os
+    import stat
+
+    (tmp_path / "server.key.pem").write_bytes(b"old")
+    (tmp_path / "server.key.pem").chmod(0o644)
+    chain_path, key_path = (
+        pki.CA("Key Root", key_type="ec").issue_cert("a.example").write_files(tmp_path, "server")
+    )
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600 and key_path.read_bytes().startswith(b"-----BEGIN")
+    assert stat.S_IMODE(chain_path.stat().st_mode) == 0o644  # a chain is public
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+    os.remove(key_path)
+
+
+@pytest.mark.parametrize("how", ["replaced", "appended to"])
+def test_a_trust_file_changed_after_its_first_use_is_rewritten_not_trusted(tmp_path, monkeypatch, how):
+    """A root planted in a bundle's cache file after the kit handed it out (the file swapped, or
+    written in place) is not trusted: the next ``path()`` finds the content no longer matches its
+    digest and rewrites it, and a real TLS handshake against the planted root's server fails."""
+    import os
+
+    monkeypatch.setenv("ATSKIT_CACHE_DIR", str(tmp_path / "cache"))
+    trusted, planted = pki.CA("Kept Root", key_type="ec"), pki.CA("Planted Root", key_type="ec")
+    bundle = bundles.from_pem(trusted.cert_pem, name="tamper")
+    path = bundle.path()
+    with tls_server(planted.issue_cert("planted.example"), tmp_path) as port:
+        assert ssl_handshake(port, bundle, "planted.example")[0] is False
+        if how == "replaced":
+            swapped = tmp_path / "swapped.pem"
+            swapped.write_bytes(trusted.cert_pem + planted.cert_pem)
+            os.replace(swapped, path)
+        else:
+            with open(path, "ab") as handle:
+                handle.write(planted.cert_pem)
+        assert bundle.path() == path and path.read_bytes() == bundle.pem()
+        ok, message = ssl_handshake(port, bundle, "planted.example")
+    assert not ok and "unable to get local issuer certificate" in message
+
+
 @dataclass(frozen=True)
 class Case:
     """One PKI situation: what the server sends, what the client trusts, and what the kit must say."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -524,6 +525,17 @@ def odd_files(tmp_path, saved):
         check=False,
     )
     trusted = trusted if done.returncode == 0 else None
+    # every root of the view, each as `openssl x509 -addtrust serverAuth` writes one
+    trusted_view = tmp_path / "trusted-view.pem"
+    server_auth = bytes.fromhex("300c300a06082b06010505070301")  # X509_CERT_AUX: trust serverAuth
+    trusted_view.write_text(
+        "".join(
+            ssl.DER_cert_to_PEM_cert(cert.public_bytes(serialization.Encoding.DER) + server_auth).replace(
+                "CERTIFICATE-----", "TRUSTED CERTIFICATE-----"
+            )
+            for cert in bundles.from_pem(view).certificates
+        )
+    )
     includes_pipe = tmp_path / "requirements.txt"
     includes_pipe.write_text(f"requests==2.26.0\n-r {fifo}\n")
     conda = tmp_path / "environment.yml"
@@ -538,12 +550,14 @@ def odd_files(tmp_path, saved):
         f"device,endpoint,root_sha256\nd1,a1b2-ats.iot.eu-west-1.amazonaws.com,{'0' * 64}\n"
     )
     files = {"fifo": fifo, "garbage": garbage, "bom": bom, "trusted": trusted, "saved": saved}
+    files |= {"trusted_view": trusted_view}
     files |= {"inventory_no_root": inventory_no_root, "inventory_bad_sha": inventory_bad_sha}
     extra = {"conda": conda, "conda_named_otherwise": tmp_path / "layer.yml", "not_a_freeze": not_a_freeze}
     return files | {"includes_pipe": includes_pipe} | extra
 
 
-CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, exit code); {name}: odd_files
+CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, exit code[, environment]);
+    # {name}: odd_files. Exit 2: one error line; exit 0 or 1: read as it is (any stderr a warning line)
     (["check", "--endpoints-file", "{fifo}"], "not a regular file (a pipe or device)", 2),
     (["check", "--chain-file", "{fifo}"], "not a regular file (a pipe or device)", 2),
     (["check", "--lab", "--bundle", "{fifo}"], "not a regular file (a pipe or device)", 2),
@@ -619,16 +633,47 @@ CATALOGUE = [  # the catalogue of bad input: (arguments, the one line's text, ex
     ),
     (["upgrade-check", "--before", "x==1", "--after", "x==2", "--as-of", "2099-01-01"], "in the future", 2),
     (["upgrade-check", "--before", "{conda_named_otherwise}", "--after", "x==1"], "conda files", 2),
+    (["upgrade-check", "--before", "", "--after", "certifi==2021.10.8"], "--before: the path is empty", 2),
+    (
+        ["upgrade-check", "--before", "requests==2.24.0", "--after", "x==1", "--as-of", "0001-01-01"],
+        "before 2000",
+        2,
+    ),
+    (["check", "--lab", "--at", "0001-01-01T00:00:00+05:00"], "use a date after 0001-01-01", 2),
+    (["check", "--lab", "--timeout", "-1"], "give seconds above 0", 2),
+    (["check", "--lab", "--timeout", "1e-300"], "(0.01 or more)", 2),
+    (["check", "--lab", "--save-chains", ""], "--save-chains: the path is empty", 2),
+    (["check", "--lab", "--save-chains", "/dev/null"], "--save-chains /dev/null: it is not a folder", 2),
+    (["run-notebooks", "--out", "/dev/null"], "--out /dev/null: it is not a folder", 2),
+    (["check", "--lab", "--region", ""], "argument --region: empty; give an AWS region", 2),
+    (["check", "--lab", "--alpn", ""], "argument --alpn: empty; give an ALPN protocol", 2),
+    (["which-bundle"], "is not a CA certificate", 0, {"AWS_CA_BUNDLE": "{saved}/data_legacy.pem"}),
+    (
+        ["check", "--chain-file", "{saved}/data_legacy.pem", "--bundle", "{saved}/data_legacy.pem"],
+        "is not a CA certificate, yet becomes a trust anchor",
+        0,
+    ),
+    (
+        ["check", "--chain-file", "{bom}", "--bundle", "{saved}/view-2020.6.20.pem"],
+        "1/1 endpoint x bundle",
+        0,
+    ),
+    (["check", "--chain-file", "{saved}/data_legacy.pem", "--bundle", "{trusted_view}"], "1/1 endpoint", 0),
 ]
 
 
-@pytest.mark.parametrize(
-    "args, text, code", CATALOGUE, ids=lambda v: " ".join(v) if isinstance(v, list) else None
-)
-def test_odd_input_is_one_line_and_never_hangs(odd_files, args, text, code):
-    done = atskit(*(a.format(**odd_files) for a in args), timeout=60)
+@pytest.mark.parametrize("case", CATALOGUE, ids=lambda case: " ".join(case[0]) or "(none)")
+def test_odd_input_is_one_line_and_never_hangs(odd_files, case):
+    args, text, code, *environment = case
+    env = {name: value.format(**odd_files) for name, value in (environment[0] if environment else {}).items()}
+    done = atskit(*(a.format(**odd_files) for a in args), env=env, timeout=60)
     assert done.returncode == code, done.stderr
-    assert text in one_line_error(done)
+    if code == 2:
+        assert text in one_line_error(done)
+    else:  # read, not refused: any stderr is warning lines, and the text is in what it printed
+        assert "Traceback" not in done.stderr
+        assert all(line.startswith("atskit: warning: ") for line in done.stderr.splitlines()), done.stderr
+        assert text in done.stdout + done.stderr
 
 
 def test_a_bom_and_a_trusted_certificate_bundle_are_read(odd_files):

@@ -524,6 +524,48 @@ def test_the_lab_pki_is_saved_0600_and_reused_by_a_new_process(tmp_path):
     assert oct(saved.stat().st_mode & 0o777) == "0o600"
 
 
+def test_a_saved_lab_pki_changed_on_disk_is_not_loaded(tmp_path, monkeypatch):
+    """The saved PKI is named by the SHA-256 of its content: one whose twin root was swapped for
+    another CA (keys that match, so it would load) is removed and a new PKI made, never trusted."""
+    from helpers import pki
+
+    monkeypatch.setenv("ATSKIT_CACHE_DIR", str(tmp_path / "cache"))
+    made = _lab_twins._make_pki.__wrapped__()  # this process's cached PKI is not touched
+    [saved] = (tmp_path / "cache" / "lab").glob("pki-*.json")
+    assert saved.stem.rsplit("-", 1)[-1] == __import__("hashlib").sha256(saved.read_bytes()).hexdigest()
+    again = _lab_twins._make_pki.__wrapped__()
+    assert again.cas["amazon_root_ca_1"].cert == made.cas["amazon_root_ca_1"].cert  # reused as it was
+    planted = pki.CA("Planted Root", key_type="ec")
+    content = json.loads(saved.read_bytes())
+    content["cas"]["amazon_root_ca_1"] = [planted.cert_pem.decode(), planted.private_key_pem.decode()]
+    saved.write_text(json.dumps(content))
+    rebuilt = _lab_twins._make_pki.__wrapped__()
+    assert rebuilt.cas["amazon_root_ca_1"].cert not in (planted.cert, made.cas["amazon_root_ca_1"].cert)
+    [resaved] = (tmp_path / "cache" / "lab").glob("pki-*.json")
+    assert resaved != saved and not saved.exists() and oct(resaved.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_cache_is_bounded_by_count_and_size_sparing_files_in_use(tmp_path, monkeypatch):
+    """Beyond the newest ``keep`` files or ``keep_bytes`` in all, the least recently used files go,
+    also ones written today; a file this process handed out stays even when it is the oldest."""
+    from helpers import _cache, pki
+
+    monkeypatch.setenv("ATSKIT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = _cache.private_dir("trust")
+    bundle = bundles.from_pem(pki.CA("In Use Root", key_type="ec").cert_pem, name="in-use")
+    in_use = bundle.path()
+    os.utime(in_use, ns=(0, 0))  # the least recently used of all
+    now = os.stat(in_use).st_ctime_ns
+    for i in range(12):
+        (folder / f"f{i:02}.pem").write_bytes(b"x" * 1000)
+        os.utime(folder / f"f{i:02}.pem", ns=(now + i, now + i))  # f11 the most recently used
+    assert _cache.prune(folder, keep=5) == 7
+    assert sorted(p.name for p in folder.iterdir()) == [*(f"f{i:02}.pem" for i in range(7, 12)), in_use.name]
+    assert _cache.prune(folder, keep=100, keep_bytes=2500) == 3
+    assert sorted(p.name for p in folder.iterdir()) == ["f10.pem", "f11.pem", in_use.name]
+    assert bundle.path() == in_use and in_use.read_bytes() == bundle.pem()  # whole, and still handed out
+
+
 def test_a_notebook_environment_reopens_cleanly_and_refuses_once_closed():
     """Re-running a notebook's start cell closes the lab it started before; after the last cell closes
     it, a cell that would capture a chain or call AWS refuses in one line instead of leaving the lab."""

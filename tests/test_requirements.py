@@ -329,3 +329,18 @@ def test_a_malformed_lock_is_one_line_naming_the_file(tmp_path, name, text):
     with pytest.raises(ResolutionError) as caught:
         requirements.resolve(path, use_pip=False)
     _one_line_naming(caught, name)
+
+
+@pytest.mark.parametrize(
+    "spec, as_of, message",
+    [
+        ("", None, "the spec is empty"),  # Path('') is the current folder: not 'is a directory'
+        ("  ", None, "the spec is empty"),
+        ("requests==2.24.0", dt.date(1999, 12, 31), "as of 1999-12-31: before 2000"),
+        ("requests==2.24.0", dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5))), "before 2000"),
+    ],
+)
+def test_an_empty_spec_and_a_date_before_any_index_are_refused_in_one_line(spec, as_of, message):
+    with pytest.raises(ResolutionError, match=message) as caught:
+        requirements.resolve(spec, as_of=as_of, use_pip=False)
+    assert "\n" not in str(caught.value)
