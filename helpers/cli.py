@@ -672,42 +672,23 @@ def summary_markdown(title: str, result: dict | None, *, note: str | None = None
 
 
 def _redact_files(args: argparse.Namespace) -> int:
-    """Mask secrets in text, Markdown, HTML or notebook files: to stdout, or in place with a backup."""
-    import shutil
+    """Mask secrets in text, Markdown, HTML or notebook files: to stdout, or in place with a backup.
 
-    from helpers import redaction
-    from helpers._io import atomic_write_text
+    Every file is read and redacted before any is written, so one bad input leaves all of them as they
+    were; a file rewritten in place, and its backup, keep the file's permissions."""
+    import stat
 
+    from helpers._io import atomic_write_bytes, atomic_write_text
+
+    cleaned = [(name, *_redacted_file(name)) for name in args.files]
     outputs = []
-    for name in args.files:
-        _regular_file(name, "redact", "text, Markdown, HTML or .ipynb files")
+    for name, text, clean in cleaned:
         path = Path(name)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(f"{name}: not UTF-8 text; give text, Markdown, HTML or .ipynb files") from None
-        suffix = path.suffix.lower()
-        if suffix == ".ipynb":
-            import nbformat
-
-            try:
-                nb = nbformat.reads(text, as_version=4)
-            except Exception as exc:  # nbformat raises several kinds for a broken file
-                raise UsageError(f"{name}: not a readable notebook ({type(exc).__name__})") from None
-            redaction.redact_notebook(nb)
-            cleaned = nbformat.writes(nb)
-        elif suffix in (".html", ".htm"):
-            cleaned = redaction.redact(text, html=True)
-        elif suffix in (".md", ".markdown"):
-            cleaned = redaction.redact_markdown(text)
-        else:
-            cleaned = redaction.redact(text)
-        if args.in_place and cleaned != text:
-            shutil.copy2(path, path.with_name(path.name + ".bak"))
-            atomic_write_text(path, cleaned)
-        outputs.append(
-            {"file": name, "changed": cleaned != text, **({} if args.in_place else {"text": cleaned})}
-        )
+        if args.in_place and clean != text:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            atomic_write_bytes(path.with_name(path.name + ".bak"), text.encode("utf-8"), mode=mode)
+            atomic_write_text(path, clean, mode=mode)
+        outputs.append({"file": name, "changed": clean != text, **({} if args.in_place else {"text": clean})})
     if args.json:
         print(json.dumps({"files": outputs}, indent=2))
     elif args.in_place:
@@ -715,6 +696,35 @@ def _redact_files(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("".join(o["text"] for o in outputs))
     return 0
+
+
+def _redacted_file(name: str) -> tuple[str, str]:
+    """A file's text and its redaction, by its kind (.ipynb, .html, .md, else text); bad input is exit 2."""
+    from helpers import redaction
+
+    _regular_file(name, "redact", "text, Markdown, HTML or .ipynb files")
+    path = Path(name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{name}: not UTF-8 text; give text, Markdown, HTML or .ipynb files") from None
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    suffix = path.suffix.lower()
+    if suffix == ".ipynb":
+        import nbformat
+
+        try:
+            nb = nbformat.reads(text, as_version=4)
+        except Exception as exc:  # nbformat raises several kinds for a broken file
+            raise UsageError(f"{name}: not a readable notebook ({type(exc).__name__})") from None
+        redaction.redact_notebook(nb)
+        return text, nbformat.writes(nb)
+    if suffix in (".html", ".htm"):
+        return text, redaction.redact(text, html=True)
+    if suffix in (".md", ".markdown"):
+        return text, redaction.redact_markdown(text)
+    return text, redaction.redact(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

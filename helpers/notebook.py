@@ -219,7 +219,7 @@ def check_parameters(*, modes: tuple[str, ...] = ("lab", "live"), **parameters) 
     """Check a notebook's parameters by name; the cleaned values as attributes.
 
     ``modes`` are the values ``mode`` may take. An unknown parameter name is a TypeError (a check
-    is missing here, not a bad value).
+    is missing here, not a bad value). A parameter holding a secret gets a warning on stderr (by name).
     """
     checks = _CHECKS | {"mode": functools.partial(_mode, modes=modes)}
     cleaned = {}
@@ -231,7 +231,27 @@ def check_parameters(*, modes: tuple[str, ...] = ("lab", "live"), **parameters) 
         else:
             raise TypeError(f"check_parameters() has no check for {name!r}")
         cleaned[name] = check(name, value)
+    _warn_of_secrets(parameters)
     return SimpleNamespace(**cleaned)
+
+
+def _warn_of_secrets(parameters: dict) -> None:
+    """One line on stderr naming the parameters that hold a secret (never the values): what the notebook
+    exports is redacted, but plain papermill records parameters as given in the .ipynb it writes."""
+    import sys
+
+    from helpers.redaction import holds_secret
+
+    named = [name for name, value in parameters.items() if holds_secret(value)]
+    if named:
+        print(
+            f"atskit: warning: {', '.join(named)} {'holds' if len(named) == 1 else 'hold'} a key, token, "
+            "account id or endpoint prefix: the exported report masks it, but plain papermill (and a saved "
+            "notebook) keeps parameters as given in the .ipynb it writes; run with "
+            "`papermill --engine atskit` (which redacts that copy), or `atskit redact OUT.ipynb --in-place` "
+            "before sharing it",
+            file=sys.stderr,
+        )
 
 
 def versions() -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""Redaction: access key ids, secrets, account ids and account-specific endpoint prefixes masked in text,
-Markdown and executed notebooks (everything the kit exports passes through here)."""
+"""Redaction: access key ids, secrets, session tokens, passwords, account ids and account-specific endpoint
+prefixes masked in text, Markdown and executed notebooks (everything the kit exports passes through here)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from helpers._io import atomic_write_text
 
 __all__ = [
+    "holds_secret",
     "prefix_placeholder",
     "redact",
     "redact_frame",
@@ -28,27 +29,46 @@ def prefix_placeholder(prefix: str) -> str:
     return f"<prefix-{hashlib.sha256(prefix.lower().encode()).hexdigest()[:4]}>"
 
 
+_QUOTE = r"(?:\\*[\"']|&(?:amp;)*(?:quot|#x27|#39|#34);)"  # a quote: plain, escaped, or in HTML
+_UUID_HEAD = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"  # then 12 digits: no account
+_PEM_BLOCK = re.compile(r"(-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----)", re.DOTALL)
 _SECRET_RUN = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 
 # (pattern, replacement). Placeholders are <name>; in HTML, and in Markdown outside code, they are
 # written as entities (&lt;name&gt;) so that no renderer takes them for tags and hides them.
 _RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
-    # Secrets and session tokens named as such: key = value, "Key": "value", KEY=value.
+    # Secrets and session tokens named as such: key = value, "Key": "value", KEY=value, --key value, in
+    # any letter case and word joining (secretKey, AWS_SECRET_KEY, --secret-key=), quotes plain or as
+    # HTML writes them (&quot; &#x27;); a value cut short by a display ('...') needs only 4 characters.
     (
         re.compile(
-            r"(?P<key>(?:aws[_-]?)?secret[_-]?access[_-]?key|(?:aws[_-]?)?session[_-]?token|security[_-]?token|"
-            r"x-amz-security-token)(?P<sep>[\"']?\s*[:=]\s*[\"']?|\s+)(?P<value>(?!<)[A-Za-z0-9/+=%]{16,})",
+            r"(?P<key>(?:aws[_-]?)?secret(?:[_-]?access)?[_-]?key|(?:aws[_-]?)?session[_-]?token|"
+            r"security[_-]?token|x-amz-security-token)"
+            rf"(?P<sep>{_QUOTE}?\s*[:=]\s*{_QUOTE}?|\s+)"
+            r"(?P<value>(?!<)(?:[A-Za-z0-9/+=%]{16,}|[A-Za-z0-9/+=%]{4,}(?=\.\.\.|…)))",
             re.IGNORECASE,
         ),
         r"\g<key>\g<sep><secret>",
     ),
-    # STS session tokens wherever they stand (they start with these base64 runs).
+    # Passwords of any length: password=, "password": "...", --password X (not prose: 'password is').
     (
-        re.compile(r"(?:IQoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz)[A-Za-z0-9/+=%]{16,}"),  # distinctive anywhere
+        re.compile(
+            rf"(?P<key>(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_-])?passw(?:or)?d{_QUOTE}?)"
+            rf"(?P<sep>\s*[:=]\s*{_QUOTE}?|(?<=--password)\s+|(?<=--passwd)\s+)"
+            r"(?P<value>(?!<)[^\s\"'<>&,;)\]}\\]+)",
+            re.IGNORECASE,
+        ),
+        r"\g<key>\g<sep><secret>",
+    ),
+    # STS session tokens wherever they stand (they start with these base64 runs, old formats included).
+    (
+        re.compile(
+            r"(?:IQoJb3JpZ2lu|AgoJb3JpZ2lu|FwoGZXIvYXdz|FQoGZXIvYXdz|AQoDYXdz|FQoDYXdz)[A-Za-z0-9/+=%]{16,}"
+        ),
         "<secret>",
     ),
     # Credentials in URLs: scheme://user:password@host.
-    (re.compile(r"(?<=://)[^/\s:@<>\"']+:[^/\s@<>\"']+@"), "<secret>@"),
+    (re.compile(r"(?<=://)[^/\s:@<>\"']*:[^/\s@<>\"']+@"), "<secret>@"),  # user:pw@, or :pw@
     # AWS access key ids (long-term AKIA, temporary ASIA, and the other unique-id prefixes).
     (
         re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}(?![A-Z0-9])"),
@@ -77,7 +97,7 @@ _RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # and the console's 1234-5678-9012 form.
     (re.compile(r"(?<=:)\d{12}(?=:)"), "<account-id>"),
     (re.compile(r"(?<=%3[Aa])\d{12}(?=%3[Aa]|%2[Ff])"), "<account-id>"),  # URL-encoded ARNs
-    (re.compile(r"(?<![A-Za-z0-9])(?<!\d\.)\d{12}(?![A-Za-z0-9])"), "<account-id>"),
+    (re.compile(rf"(?<![A-Za-z0-9])(?<!\d\.)(?<!{_UUID_HEAD})\d{{12}}(?![A-Za-z0-9])"), "<account-id>"),
     (re.compile(r"(?<![\w.-])\d{4}-\d{4}-\d{4}(?![\w-])"), "<account-id>"),
     # Local home folders: someone's user name is not for a report.
     (re.compile(r"(?<![\w.~-])/(home|Users)/(?!<user>)[^/\s'\"<>&]+"), r"/\1/<user>"),
@@ -107,13 +127,26 @@ def redact(text: str, *, html: bool = False) -> str:
         text = re.sub(rf"(?<![\w.-]){re.escape(_HOME)}(?=/|\b)", "~", text)
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
-    text = _SECRET_RUN.sub(_mask_secret_run, text)
+    parts = _PEM_BLOCK.split(text)  # a PEM body's 40-character last line is not a secret
+    text = "".join(part if i % 2 else _SECRET_RUN.sub(_mask_secret_run, part) for i, part in enumerate(parts))
     if html:
         text = _PLACEHOLDER.sub(lambda m: f"&lt;{m.group(1)}&gt;", text)
     return text
 
 
 _PLACEHOLDER = re.compile(r"<(access-key-id|secret|account-id|prefix(?:-[0-9a-f]{4})?|user)>")
+_SECRET_PLACEHOLDER = re.compile(r"<(?:access-key-id|secret|account-id|prefix-[0-9a-f]{4})>")
+
+
+def holds_secret(value: object) -> bool:
+    """Whether :func:`redact` would mask a key, token, secret, account id or endpoint prefix in ``value``
+    (text, a number, or a list or dict of them); home folders alone do not count."""
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return len(_SECRET_PLACEHOLDER.findall(redact(text))) > len(_SECRET_PLACEHOLDER.findall(text))
+
+
 _MD_CODE = re.compile(r"(```.*?```|~~~.*?~~~|`[^`\n]*`)", re.DOTALL)
 
 
@@ -143,15 +176,41 @@ def _redact_html(text: str) -> str:
 _HOW = {"text/html": _redact_html, "text/markdown": redact_markdown}
 
 
+# Key names whose values are secrets whatever they look like (compared without case, '_', '-' or spaces):
+# SecretAccessKey, aws_secret_access_key, secretKey, SessionToken, x-amz-security-token, password, ...
+_SECRET_NAME = re.compile(r"(?:secret|secretkey|secretaccesskey|token|passw(?:or)?d|privatekey|apikey)$")
+
+
+def _secret_name(key: object) -> bool:
+    """Whether a JSON key names a secret (its value is masked whatever it looks like)."""
+    return isinstance(key, str) and bool(_SECRET_NAME.search(re.sub(r"[\W_]", "", key).lower()))
+
+
 def _redact_tree(value):
-    """Strings anywhere in nested metadata, redacted (dicts in place, so NotebookNodes stay nodes)."""
+    """Everything in nested JSON redacted: strings, dict keys, 12-digit integers (account ids, as
+    papermill records ``-p account 123456789012``) and any value under a secret's name (dicts in place,
+    so NotebookNodes stay nodes)."""
     if isinstance(value, str):
         return redact(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 10**11 <= abs(value) < 10**12:
+        return "<account-id>"
     if isinstance(value, list):
         return [_redact_tree(item) for item in value]
     if isinstance(value, dict):
-        for key, item in value.items():
-            value[key] = _redact_tree(item)
+        items = list(value.items())
+        value.clear()
+        for key, item in items:
+            if _secret_name(key) and isinstance(item, str | int | float) and not isinstance(item, bool):
+                kept = isinstance(item, str) and (not item or _PLACEHOLDER.fullmatch(item))
+                item = item if kept else "<secret>"
+            else:
+                item = _redact_tree(item)
+            key = redact(key) if isinstance(key, str) else key
+            masked, n = key, 1
+            while masked in value:  # two keys masked alike stay two entries
+                n += 1
+                masked = f"{key} ({n})"
+            value[masked] = item
     return value
 
 

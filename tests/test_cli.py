@@ -6,6 +6,7 @@ import json
 import os
 import re
 import ssl
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -504,6 +505,22 @@ def test_redact_cleans_text_markdown_html_and_notebooks_before_sharing(tmp_path,
     assert key in (tmp_path / "notes.md.bak").read_text() and (tmp_path / "run.ipynb.bak").exists()
     again = atskit_here(capsys, "redact", str(note), "--in-place")
     assert again.stdout.strip() == f"unchanged {note}"
+
+
+def test_redact_in_place_checks_every_file_before_writing_any_and_keeps_permissions(tmp_path, capsys):
+    key = "AKIAIOSFODNN7EXAMPLE"
+    note, fifo = tmp_path / "a.md", tmp_path / "pipe"
+    note.write_text(f"key {key}\n")
+    os.mkfifo(fifo)
+    done = atskit_here(capsys, "redact", str(note), str(fifo), "--in-place")
+    assert done.returncode == 2 and "not a regular file" in one_line_error(done)
+    assert key in note.read_text() and not (tmp_path / "a.md.bak").exists()  # nothing written
+    os.chmod(note, 0o600)
+    done = atskit_here(capsys, "redact", str(note), "--in-place")
+    assert done.returncode == 0 and key not in note.read_text()
+    assert stat.S_IMODE(note.stat().st_mode) == 0o600
+    backup = tmp_path / "a.md.bak"
+    assert key in backup.read_text() and stat.S_IMODE(backup.stat().st_mode) == 0o600
 
 
 @pytest.fixture

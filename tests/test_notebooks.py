@@ -170,3 +170,65 @@ def test_notebook_01_says_what_happened_for_other_releases(tmp_path):
     assert run.ok, run.error
     text = nbformat.writes(nbformat.read(run.output_ipynb, as_version=4))
     assert "with **2020.11.8** it **worked**" in text and "certifi 2020.11.8: no error" in text
+
+
+PARAMETER_SECRETS = ("210987654321", "AKIAZ7QX4PLM2NRT5VWY", "qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf")
+
+
+def _papermill_05(out_dir: Path, engine: str | None):
+    """Notebook 05 run by papermill itself (not the kit's runner), with secrets among its parameters
+    (as ``-p title "..." -p account 210987654321`` passes them: the account as a number)."""
+    import papermill
+
+    from helpers._paths import ROOT
+
+    title = "acct 210987654321 AKIAZ7QX4PLM2NRT5VWY secret_key=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"
+    parameters = {"title": title, "account": 210987654321, "report_dir": str(out_dir), "report_name": "pm"}
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "05-postmortem.ipynb"),
+        str(out_dir / "out.ipynb"),
+        parameters=parameters,
+        engine_name=engine,
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    return [out_dir / name for name in ("out.ipynb", "pm.md", "pm.html")]
+
+
+@pytest.mark.slow
+def test_papermill_with_the_kits_engine_writes_no_secret_anywhere(tmp_path):
+    """`papermill --engine atskit`: the executed notebook (parameters cell and papermill's parameters
+    record included) and the exported report hold none of the secrets passed as parameters."""
+    import nbformat
+
+    files = _papermill_05(tmp_path, "atskit")
+    for path in files:
+        text = path.read_text()
+        assert not [s for s in PARAMETER_SECRETS if s in text], path.name
+    nb = nbformat.read(files[0], as_version=4)
+    assert nb.metadata.papermill.parameters["account"] == "<account-id>"
+
+
+@pytest.mark.slow
+def test_plain_papermill_keeps_only_its_own_record_of_the_parameters_and_the_notebook_warns(tmp_path):
+    """Plain papermill writes the parameters as given into its executed copy (the injected cell and
+    metadata.papermill.parameters), and no notebook can change that: the report is clean, no output
+    holds a secret, the notebook says so on stderr, and `atskit redact --in-place` cleans the copy."""
+    import json
+
+    import nbformat
+
+    from helpers import cli
+
+    out_ipynb, *report = _papermill_05(tmp_path, None)
+    for path in report:
+        text = path.read_text()
+        assert not [s for s in PARAMETER_SECRETS if s in text], path.name
+    nb = nbformat.read(out_ipynb, as_version=4)
+    outputs = json.dumps([cell.get("outputs", []) for cell in nb.cells])
+    assert not [s for s in PARAMETER_SECRETS if s in outputs]
+    assert "title holds a key, token, account id or endpoint prefix" in outputs
+    assert "papermill --engine atskit" in outputs and "atskit redact OUT.ipynb --in-place" in outputs
+    assert cli.main(["redact", str(out_ipynb), "--in-place"]) == 0
+    text = out_ipynb.read_text()
+    assert not [s for s in PARAMETER_SECRETS if s in text]

@@ -126,6 +126,63 @@ LEAKS = [
         "https://" + prefix_placeholder("a1b2c3d4e5f6g7") + "-ats.iot.ap-northe...",
     ),
     Leak(
+        "secret-key-lower",
+        "secret_key=abcdefghijklmnopqrstuvwxyzabcdefghijklmn",
+        "abcdefghijklmnop",
+        "<secret>",
+    ),
+    Leak(
+        "aws-secret-key-env",
+        "AWS_SECRET_KEY=qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf",
+        "qwertyuiop",
+        "<secret>",
+    ),
+    Leak(
+        "secret-key-camel-json",
+        '{"secretKey": "QWERTYUIOPASDFGHJKLZXCVBNMQWERTYUIOPASDF"}',
+        "QWERTYUIOP",
+        "<secret>",
+    ),
+    Leak(
+        "cli-secret-key-equals",
+        "--secret-key=abcdefghijklmnopqrstuvwxyzabcdefghijklmn",
+        "abcdefghij",
+        "<secret>",
+    ),
+    Leak("cli-password-equals", "mysql --password=hunter2 -h db", "hunter2", "--password=<secret>"),
+    Leak("cli-password-option", "login --password correct-horse --user x", "correct-horse", "<secret>"),
+    Leak("password-in-json", '{"db_password": "letmein"}', "letmein", "<secret>"),
+    Leak("url-empty-user", "cache redis://:s3cretpw@cache.internal:6379/0", "s3cretpw", "redis://<secret>@"),
+    Leak("sts-token-agoj", "token AgoJb3JpZ2luEHwaCXVzLWVhc3QtMSJHMEUCIQ end", "AgoJb3JpZ2lu", "<secret>"),
+    Leak("sts-token-aqod", "token AQoDYXdzEPT//////////wEXAMPLEtc764 end", "AQoDYXdz", "<secret>"),
+    Leak(
+        "html-escaped-single-quotes",
+        "{&#x27;aws_secret_access_key&#x27;: &#x27;qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf&#x27;}",
+        "qwertyuiop",
+        "<secret>",
+    ),
+    Leak(
+        "html-escaped-double-quotes",
+        "{&quot;SecretAccessKey&quot;: &quot;qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf&quot;}",
+        "qwertyuiop",
+        "<secret>",
+    ),
+    Leak("html-escaped-password", "&quot;password&quot;: &quot;hunter2&quot;", "hunter2", "<secret>"),
+    Leak("account-after-a-dash", "role deploy-210987654321", "210987654321", "<account-id>"),
+    Leak(
+        "json-in-python-source",
+        r'title = "{\"secretKey\": \"QWERTYUIOPASDFGHJKLZXCVBNMQWERTYUIOPASDF\"}"',
+        "QWERTYUIOP",
+        "<secret>",
+    ),
+    Leak(
+        "html-escaped-twice",
+        "&amp;quot;SecretAccessKey&amp;quot;: &amp;quot;qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf",
+        "qwertyuiop",
+        "<secret>",
+    ),
+    Leak("secret-cut-short-by-a-display", "aws_secret_access_key = zxcvbnmzxc...", "zxcvbnmzxc", "<secret>"),
+    Leak(
         "credentials-prefix",
         "c2fx9abcdefg01.credentials.iot.eu-west-1.amazonaws.com",
         "c2fx9abcdefg01",
@@ -163,6 +220,30 @@ KEPT = [
     "the session token is <secret> and the key <access-key-id>",
     "secret_access_key = <secret>",
     "/home/<user>/reports and ~/.cache/atskit",
+    "SHA256 fingerprint E3:B0:C4:42:98:FC:1C:14:9A:FB:F4:C8:99:6F:B9:24:"
+    "27:AE:41:E4:64:9B:93:4C:A4:95:99:1B:78:52:B8:55",
+    "sha1 DA39A3EE5E6B4B0D3255BFEF95601890AFD80709 and "
+    "da:39:a3:ee:5e:6b:4b:0d:32:55:bf:ef:95:60:18:90:af:d8:07:09",
+    "commit 3b18e512dba79e4c8300dd08aeb37f8e728b8dad (short 3b18e51)",
+    "botocore 1.23.1, certifi 2021.10.08, python 3.11.7, version 10.0.19041.1",
+    "2021-12-03T08:15:00+09:00 and 2021-12-03 08:15:00.123456",
+    "epoch ms 1638519300000 and ns 1638519300000000000",
+    "uuid 123e4567-e89b-12d3-a456-426614174000 and 550E8400-E29B-41D4-A716-446655440000",
+    "serial 143266978916655856878034712317230054538369994 / 0a:01:41:42:00:00:01:53:85:73:6a:0b:85:ec:a7:08",
+    "serial 4EB200670C035D4F",
+    "<access-key-id> <secret> <account-id> <prefix-3f2a> /home/<user> <secret>@host",
+    "pin-sha256 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= and "
+    "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
+    "the password is set by the password policy; password_policy = strict; --password-file ~/pw.txt",
+    "password: <secret> and secret_key_id = 42; the secret key rotation guide",
+    "ssh://git@github.com/org/repo and http://[::1]:8888/lab",
+    "token AQoD only a prefix",
+    (  # a PEM body whose last line is 40 characters of mixed base64
+        "-----BEGIN CERTIFICATE-----\n"
+        "MIIDQTCCAimgAwIBAgITBmyfz5m/jAo54vB4ikPmljZbyjANBgkqhkiG9w0BAQsF\n"
+        "ADA5MQswCQYDVQQGEwJVUzEPMA0GA1UEChMGQW1h\n"
+        "-----END CERTIFICATE-----"
+    ),
 ]
 
 
@@ -383,3 +464,50 @@ def test_redact_notebook_reaches_json_outputs_metadata_and_attachments():
     text = nbformat.writes(nb)
     assert key not in text and account not in text
     assert "iVBORw0KGgo=" in text  # images are not text
+
+
+def test_redact_notebook_masks_numbers_keys_and_values_under_secret_names():
+    """JSON trees: a 12-digit number is an account id (papermill records `-p account 210987654321` as
+    one), keys are redacted like values (two masked alike stay two), and a value under a secret's name
+    is masked whatever it looks like; what is not secret stays, numbers and all."""
+    secret, token = "qwertyuiopasdfghjklzxcvbnmqwertyuiopasdf", "AQoDxyzxyzxyzxyzxyz"
+    parameters = {"account": 210987654321, "aws_secret_access_key": secret, "session_token": "short", "n": 12}
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": parameters}})
+    code = nbformat.v4.new_code_cell("x")
+    table = {"data": [{"n": 210987654321, "210987654321": 1, "123456789012": 2, "ms": 1638519300000}]}
+    code.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            {
+                "application/vnd.dataresource+json": table,
+                "application/json": {"SecretAccessKey": secret, "SessionToken": token, "password": 1234},
+                "text/html": f"<pre>{{&#x27;aws_secret_access_key&#x27;: &#x27;{secret}&#x27;}}</pre>",
+            },
+            metadata={"AKIAIOSFODNN7EXAMPLE": {"tokens": 3, "ok": True}},
+        )
+    ]
+    nb.cells = [code]
+    redaction.redact_notebook(nb)
+    text = nbformat.writes(nb)
+    for gone in (secret, token, "210987654321", "123456789012", "AKIAIOSFODNN7EXAMPLE", "short", "1234"):
+        assert gone not in text, gone
+    assert nb.metadata.papermill.parameters == {
+        "account": "<account-id>", "aws_secret_access_key": "<secret>", "session_token": "<secret>", "n": 12
+    }  # fmt: skip
+    data = nb.cells[0].outputs[0].data
+    row = data["application/vnd.dataresource+json"]["data"][0]
+    assert row == {"n": "<account-id>", "<account-id>": 1, "<account-id> (2)": 2, "ms": 1638519300000}
+    assert data["application/json"] == {
+        "SecretAccessKey": "<secret>",
+        "SessionToken": "<secret>",
+        "password": "<secret>",
+    }
+    assert nb.cells[0].outputs[0].metadata == {"<access-key-id>": {"tokens": 3, "ok": True}}
+    assert redaction.redact_notebook(nb) == 0  # idempotent
+
+
+def test_holds_secret_counts_secrets_not_home_folders():
+    assert redaction.holds_secret("acct 210987654321") and redaction.holds_secret(210987654321)
+    assert redaction.holds_secret(["a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"])
+    assert not redaction.holds_secret("/home/kim/locks/before.txt")
+    assert not redaction.holds_secret("Shadow updates failed TLS on 2021-12-03")
