@@ -4,8 +4,9 @@
 that picks its certificate chain by SNI (legacy ``data.iot.<region>`` names get the VeriSign G5 ->
 Symantec G4 twin chain, ``-ats`` names and the control plane get the Amazon Trust Services twins: RSA
 to any client offering RSA, ECDSA only to ECDSA-only clients, as real ATS endpoints do), routes
-``*.amazonaws.com`` to it in this process, sets fake AWS credentials and the trust view of the
-installed certifi, and creates a thing ready for shadow calls.
+``*.amazonaws.com`` to it in this process (``_lab_routing``: other names are refused), sets fake AWS
+credentials and the trust view of the installed certifi, and creates a thing ready for shadow calls.
+One lab at a time per process: while a lab serves or its environment is open, another is refused.
 It also speaks MQTT 3.1.1 (``_lab_mqtt``) with client certificates, as AWS IoT device endpoints do: on
 8883 (a second listener, which the routing maps 8883 to) and on 443 with ALPN ``x-amzn-mqtt-ca``; the
 chain is chosen by SNI as for HTTPS. Device certificates are moto's (``env.register_device()``): the
@@ -193,7 +194,23 @@ def _listen(port: int) -> socket.socket:
 
 
 _running: Lab | None = None  # the lab serving in this process, if any
+_scoped: Lab | None = None  # the lab whose environment (running()) is open in this process, if any
 _running_lock = threading.Lock()
+
+
+def _refuse_another(lab: Lab) -> None:
+    """LabError unless ``lab`` may start: no other lab serves and no other lab's environment is open
+    (stopped or not), in any thread. Call with ``_running_lock`` held."""
+    if _running is not None and _running is not lab and _running.is_running:
+        raise LabError(
+            f"{_running.label} is already running in this process: stop it first "
+            "(leave its 'with' block, or run the notebook's last cell); one lab at a time"
+        )
+    if _scoped is not None and _scoped is not lab:
+        raise LabError(
+            f"the environment of {_scoped.label} is still open in this process: leave its "
+            "'with' block first (or run the notebook's last cell); one lab at a time"
+        )
 
 
 def _release(lab: Lab) -> None:
@@ -272,17 +289,14 @@ class Lab:
 
     def start(self) -> Lab:
         """Start serving (no-op if already running); returns the lab. LabError if another lab runs in
-        this process: one lab at a time keeps names, credentials and trust unambiguous."""
+        this process, or another lab's environment is still open (from any thread): one lab at a time
+        keeps names, credentials and trust unambiguous."""
         global _running
         with self._lock:
             if self._server is not None:
                 return self
             with _running_lock:
-                if _running is not None and _running is not self and _running.is_running:
-                    raise LabError(
-                        f"{_running.label} is already running in this process: stop it first "
-                        "(leave its 'with' block, or run the notebook's last cell); one lab at a time"
-                    )
+                _refuse_another(self)
                 _running = self
             listeners = []
             try:
@@ -347,7 +361,8 @@ class Lab:
 
     @contextmanager
     def route(self) -> Iterator[Lab]:
-        """Within the block, ``*.amazonaws.com`` reaches this lab from this process; nothing else leaves."""
+        """Within the block, ``*.amazonaws.com`` reaches this lab from this process; other names are
+        refused."""
         self._require_running()
         port = self._port
         route = _lab_routing.Route(
@@ -870,27 +885,42 @@ def running(
 
     ``certifi`` picks the trust view for the whole scope (default: the installed certifi's, which is
     what botocore would use here). boto3's default session is fresh inside and restored after.
+
+    One lab environment at a time per process: while one is open, from its start to the end of its
+    'with' block (even once its lab has stopped), another is refused with a LabError, from any thread,
+    and so is starting any other :class:`Lab`. So no two scopes ever save and restore the same
+    names, variables or default session, and their exits cannot interleave.
     """
     import boto3
 
-    lab = Lab(region, port=port).start()
-    saved_session = boto3.DEFAULT_SESSION
+    global _scoped
+    lab = Lab(region, port=port)
+    with _running_lock:
+        _refuse_another(lab)
+        _scoped = lab
     try:
-        with lab.route(), _lab_routing.environ(lab.cleared_environ()):
-            # boto3's default session is the lab's (fake keys, region, trust view): unchanged code such as
-            # boto3.client("iot-data") uses it; the setup calls use it too, so its models load once
-            boto3.DEFAULT_SESSION = lab.session(certifi)
-            try:
-                yield lab.prepare(thing_name, session=boto3.DEFAULT_SESSION)
-            finally:
-                boto3.DEFAULT_SESSION = saved_session
+        lab.start()
+        saved_session = boto3.DEFAULT_SESSION
+        try:
+            with lab.route(), _lab_routing.environ(lab.cleared_environ()):
+                # boto3's default session is the lab's (fake keys, region, trust view): unchanged code such
+                # as boto3.client("iot-data") uses it; the setup calls use it too, so its models load once
+                boto3.DEFAULT_SESSION = lab.session(certifi)
+                try:
+                    yield lab.prepare(thing_name, session=boto3.DEFAULT_SESSION)
+                finally:
+                    boto3.DEFAULT_SESSION = saved_session
+        finally:
+            lab.stop()
     finally:
-        lab.stop()
+        with _running_lock:
+            _scoped = None
 
 
 def environment(mode: str = Mode.LAB, *, region: str = REGION, thing_name: str = THING_NAME, session=None):
     """The one way in for notebooks and the command: ``running(...)`` for "lab", ``live(...)`` for
-    "live". Use it as a context manager; the environment it yields has the same surface either way."""
+    "live". Use it as a context manager; the environment it yields has the same surface either way.
+    One lab environment per process at a time (see :func:`running`); "live" changes nothing here."""
     mode = Mode(mode)
     if mode is Mode.LAB:
         return running(region, thing_name=thing_name)

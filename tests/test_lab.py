@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import _socket
+import itertools
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import ssl
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 
 import boto3
@@ -337,6 +340,130 @@ def test_one_lab_at_a_time_and_one_after_another():
         assert socket.getaddrinfo("iot.us-east-1.amazonaws.com", 443)[0][4][1] == virginia.port
 
 
+@pytest.fixture
+def callers_state(monkeypatch):
+    """The caller's own AWS settings and default session, as a user's would be, and a function giving
+    what the lab must leave exactly as it found: os.environ, boto3's default session, socket's names."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALCALLERKEY000")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_CA_BUNDLE", "/etc/ssl/callers-own.pem")
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", boto3.session.Session(region_name="us-west-2"))
+    return lambda: (dict(os.environ), boto3.DEFAULT_SESSION, _socket_namespaces())
+
+
+def test_a_second_lab_is_refused_while_the_first_environment_is_open_even_stopped(callers_state):
+    """The audit's sequence: e1 entered, its lab stopped, e2 entered, e1 left, e2 left. e2 is refused in
+    one line (the first scope is open), nothing of the caller's comes back inside e1, and once both are
+    left os.environ, boto3's default session and socket's names are exactly what they were."""
+    before = callers_state()
+    e1 = lab.environment("lab", region=REGION)
+    env = e1.__enter__()
+    env.lab.stop()
+    e2 = lab.environment("lab", region="us-east-1")
+    with pytest.raises(lab.LabError, match="is still open in this process: leave its 'with' block") as caught:
+        e2.__enter__()
+    assert "\n" not in str(caught.value) and "one lab at a time" in str(caught.value)
+    with pytest.raises(lab.LabError, match="is still open in this process"):
+        lab.Lab("us-east-1").start()  # a bare lab too, while the scope is open
+    assert "AWS_ACCESS_KEY_ID" not in os.environ  # still e1's scope: the caller's key stays out
+    assert boto3.DEFAULT_SESSION.get_credentials().access_key == lab.FAKE_ACCESS_KEY_ID
+    e1.__exit__(None, None, None)
+    e2.__exit__(None, None, None)
+    assert callers_state() == before
+    with lab.running(region="us-east-1"):  # and a new lab may start once the scope is left
+        pass
+    assert callers_state() == before
+
+
+def test_a_lab_scope_and_its_botocore_env_may_end_in_either_order(callers_state):
+    """A notebook may close the lab before a botocore_env block it opened inside: the caller's
+    variables (which both touch) still come back exactly."""
+    before = callers_state()
+    scope = lab.environment("lab", region=REGION)
+    env = scope.__enter__()
+    inner = env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy")
+    inner.__enter__()
+    assert os.environ["AWS_DEFAULT_REGION"] == REGION
+    scope.__exit__(None, None, None)  # first in, first out
+    assert os.environ["AWS_DEFAULT_REGION"] == REGION  # the inner block, still open, keeps its own
+    inner.__exit__(None, None, None)
+    assert callers_state() == before
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))), ids=str)
+def test_environ_blocks_restore_exactly_in_any_exit_order(monkeypatch, order):
+    """Three overlapping blocks left in every order: at each step a variable has the value of the latest
+    block still open that set it (else the one from before), and at the end exactly what it was."""
+    monkeypatch.setenv("ATSKIT_T_A", "before")
+    monkeypatch.delenv("ATSKIT_T_B", raising=False)
+    blocks = [
+        {"ATSKIT_T_A": "0", "ATSKIT_T_B": "0"},
+        {"ATSKIT_T_A": None},
+        {"ATSKIT_T_A": "2", "ATSKIT_T_B": "2"},
+    ]
+    original = {"ATSKIT_T_A": "before", "ATSKIT_T_B": None}
+    managers = [_lab_routing.environ(values) for values in blocks]
+    for manager in managers:
+        manager.__enter__()
+    still_open = [0, 1, 2]
+    for index in order:
+        managers[index].__exit__(None, None, None)
+        still_open.remove(index)
+        for name, value in original.items():
+            expected = next((blocks[i][name] for i in reversed(still_open) if name in blocks[i]), value)
+            assert os.environ.get(name) == expected, (order, index, name)
+
+
+def test_a_lab_started_from_a_second_thread_is_refused_while_one_runs(callers_state):
+    """One lab per process, whichever thread starts it: a second from another thread is refused in one
+    line, both ways, and the first keeps routing to itself."""
+    before = callers_state()
+    refused: list[str] = []
+
+    def try_to_start():
+        for start in (
+            lambda: lab.running(region="us-east-1").__enter__(),
+            lambda: lab.Lab("us-east-1").start(),
+        ):
+            try:
+                start()
+            except lab.LabError as exc:
+                refused.append(str(exc))
+
+    with lab.running(region=REGION) as env:
+        worker = threading.Thread(target=try_to_start)
+        worker.start()
+        worker.join()
+        assert len(refused) == 2 and all("one lab at a time" in message for message in refused), refused
+        assert socket.getaddrinfo("iot.us-east-1.amazonaws.com", 443)[0][4] == ("127.0.0.1", env.port)
+
+    opened, leave, errors = threading.Event(), threading.Event(), []
+
+    def run_a_lab():
+        try:
+            with lab.running(region="us-east-1"):
+                opened.set()
+                leave.wait()
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+            opened.set()
+
+    worker = threading.Thread(target=run_a_lab)
+    worker.start()
+    try:
+        opened.wait()
+        with (
+            pytest.raises(lab.LabError, match="is already running in this process"),
+            lab.running(region=REGION),
+        ):
+            pass
+    finally:
+        leave.set()
+        worker.join()
+    assert errors == []
+    assert callers_state() == before
+
+
 CHILD = """
 import json, os, socket
 print(json.dumps({"aws": sorted(k for k in os.environ if k.startswith("AWS_")),
@@ -344,35 +471,130 @@ print(json.dumps({"aws": sorted(k for k in os.environ if k.startswith("AWS_")),
 """
 
 
-def test_every_way_to_resolve_a_name_reaches_the_lab_or_is_refused():
-    """getaddrinfo and gethostbyname(_ex) of socket and _socket, connect, connect_ex and create_connection
-    by name, UDP sendto: AWS names go to the lab, other names are refused in one line; all restored after."""
-    import _socket
+_LOOKUP_EVENTS = ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo")
+_resolver_calls: list | None = None  # while a list: the lookups that reached socket's C functions
+_recorder_installed = False
 
-    originals = {
-        name: getattr(_socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex")
+
+def _record_lookups(event: str, args: tuple) -> None:
+    """Audit hook (installed after the lab's, so it sees only what the lab let through): note each
+    lookup of a name or address that is not loopback reaching the C resolver functions."""
+    if _resolver_calls is None or event not in _LOOKUP_EVENTS:
+        return
+    host = args[0][0] if isinstance(args[0], tuple) else args[0]
+    host = host.decode() if isinstance(host, bytes) else host
+    if host is not None and host not in ("localhost", "127.0.0.1", "::1"):
+        _resolver_calls.append((event, host))
+
+
+def _socket_namespaces() -> dict[str, dict]:
+    """Everything ``socket``, ``_socket`` and the ``socket.socket`` class hold (to compare before/after)."""
+    return {name: dict(vars(owner)) for name, owner in (("socket", socket), ("_socket", _socket))} | {
+        "socket.socket": dict(vars(socket.socket))
     }
+
+
+def test_every_way_to_resolve_a_name_reaches_the_lab_or_is_refused():
+    """getaddrinfo, gethostbyname(_ex), gethostbyaddr and getnameinfo of socket and _socket, getfqdn,
+    connect, connect_ex, bind, create_connection, UDP sendto and sendmsg by name, on socket.socket and on
+    a raw _socket.socket, and functions taken before the lab: AWS names go to the lab, other names are
+    refused in one line and never reach the system resolver; all is exactly as before after the lab."""
+    global _resolver_calls, _recorder_installed
     host = f"data.iot.{REGION}.amazonaws.com"
+    refused = "not resolved inside the ATS kit lab"
+    held = {name: getattr(_socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyaddr")}
+    held["getnameinfo"] = socket.getnameinfo
+    before = _socket_namespaces()
     with lab.running(region=REGION) as env:
-        assert _socket.getaddrinfo(host, 443)[0][4] == ("127.0.0.1", env.port)
-        assert socket.gethostbyname(host) == _socket.gethostbyname(host) == "127.0.0.1"
-        assert socket.gethostbyname_ex(host)[2] == ["127.0.0.1"]
-        for resolve in (_socket.getaddrinfo, socket.gethostbyname, _socket.gethostbyname_ex):
-            with pytest.raises(socket.gaierror, match="not resolved inside the ATS kit lab"):
-                resolve("example.com", 443) if resolve is _socket.getaddrinfo else resolve("example.com")
-        with socket.socket() as sock:
-            sock.connect((host, 443))  # by name: to the lab
-            assert sock.getpeername() == ("127.0.0.1", env.port)
-        with socket.socket() as sock:
-            assert sock.connect_ex((host, 443)) == 0
-        with socket.create_connection((host, 443), timeout=5) as sock:
-            assert sock.getpeername()[1] == env.port
-        with socket.socket() as sock, pytest.raises(socket.gaierror, match="not resolved inside"):
-            sock.connect(("example.com", 80))
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, pytest.raises(socket.gaierror):
-            udp.sendto(b"x", ("example.com", 53))
-    assert {name: getattr(_socket, name) for name in originals} == originals
+        if not _recorder_installed:  # after the lab's own hook, which the lab installed by now
+            sys.addaudithook(_record_lookups)
+            _recorder_installed = True
+        _resolver_calls = []
+        try:
+            assert _socket.getaddrinfo(host, 443)[0][4] == ("127.0.0.1", env.port)
+            assert socket.gethostbyname(host) == _socket.gethostbyname(host) == "127.0.0.1"
+            assert socket.gethostbyname_ex(host)[2] == ["127.0.0.1"]
+            assert socket.gethostbyaddr(host)[2] == _socket.gethostbyaddr(host)[2] == ["127.0.0.1"]
+            assert socket.getfqdn(host) == host
+            assert socket.getnameinfo((host, 443), socket.NI_NUMERICHOST) == ("127.0.0.1", "https")
+            assert socket.getfqdn("example.com") == "example.com"  # its lookup refused, so the name as given
+            for resolve, argument in (
+                (_socket.getaddrinfo, ("example.com", 443)),
+                (socket.gethostbyname, ("example.com",)),
+                (_socket.gethostbyname_ex, ("example.com",)),
+                (socket.gethostbyaddr, ("example.com",)),
+                (_socket.gethostbyaddr, ("192.0.2.1",)),  # a reverse lookup
+                (socket.getnameinfo, (("example.com", 443), 0)),
+                (_socket.getnameinfo, (("192.0.2.1", 443), 0)),
+                (held["getaddrinfo"], ("example.com", 443)),  # taken before the lab: the audit hook
+                (held["gethostbyname"], (host,)),
+                (held["gethostbyaddr"], ("example.com",)),
+                (held["getnameinfo"], (("192.0.2.1", 443), socket.NI_NUMERICHOST)),
+            ):
+                with pytest.raises(socket.gaierror, match=refused) as caught:
+                    resolve(*argument)
+                assert "\n" not in str(caught.value)
+            for make in (socket.socket, _socket.socket):  # _socket.socket made in the lab is routed too
+                with closing(make()) as sock:
+                    sock.connect((host, 443))  # by name: to the lab
+                    assert sock.getpeername() == ("127.0.0.1", env.port)
+                with closing(make()) as sock:
+                    assert sock.connect_ex((host, 443)) == 0
+                with closing(make()) as sock:
+                    sock.bind((host, 0))  # an AWS name is the lab's address; the port is the caller's
+                    assert sock.getsockname()[0] == "127.0.0.1"
+                with closing(make(socket.AF_INET, socket.SOCK_DGRAM)) as udp:
+                    assert udp.sendmsg([b"x"], [], 0, (host, 9)) == 1  # to the lab's port on 127.0.0.1
+                for kind, use in (
+                    (socket.SOCK_STREAM, lambda sock: sock.connect(("nonexist.example", 80))),
+                    (socket.SOCK_STREAM, lambda sock: sock.connect_ex(("example.com", 80))),
+                    (socket.SOCK_STREAM, lambda sock: sock.bind(("example.com", 0))),
+                    (socket.SOCK_DGRAM, lambda udp: udp.sendto(b"x", ("example.com", 53))),
+                    (socket.SOCK_DGRAM, lambda udp: udp.sendto(b"x", 0, ("example.com", 53))),
+                    (socket.SOCK_DGRAM, lambda udp: udp.sendmsg([b"x"], [], 0, ("example.com", 53))),
+                ):
+                    with (
+                        closing(make(socket.AF_INET, kind)) as sock,
+                        pytest.raises(socket.gaierror, match=refused),
+                    ):
+                        use(sock)
+            with socket.create_connection((host, 443), timeout=5) as sock:
+                assert sock.getpeername()[1] == env.port
+            with socket.create_server((host, 0)) as server:
+                assert server.getsockname()[0] == "127.0.0.1"
+            assert _resolver_calls == []  # nothing above reached the system resolver
+            kept = socket.getaddrinfo
+        finally:
+            _resolver_calls = None
+    assert _socket_namespaces() == before  # every function, method and class exactly as before
     assert socket.socket.connect is _socket.socket.connect  # the class's own method again
+    assert kept("localhost", 80, type=socket.SOCK_STREAM) == socket.getaddrinfo("localhost", 80, type=1)
+
+
+def test_sends_off_the_machine_are_refused_by_every_method_and_only_inside_a_lab():
+    """UDP sendto and sendmsg, and connect, to an address off this machine are refused in a lab (sendmsg
+    was not: a datagram left); the audit hook that refuses them does nothing outside a lab."""
+    off_machine = ("192.0.2.1", 9)  # TEST-NET-1
+    held = _socket.getnameinfo  # taken before the lab: only the audit hook sees its calls
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        loopback = listener.getsockname()
+        with lab.running(region=REGION):
+            for make in (socket.socket, _socket.socket):
+                with closing(make(socket.AF_INET, socket.SOCK_DGRAM)) as udp:
+                    for send in (
+                        lambda: udp.sendto(b"x", off_machine),
+                        lambda: udp.sendmsg([b"x"], [], 0, off_machine),
+                        lambda: udp.connect(off_machine),
+                    ):
+                        with pytest.raises(PermissionError, match="off this machine are blocked"):
+                            send()
+                    assert udp.sendmsg([b"x"], [], 0, loopback) == 1  # loopback is fine
+            with pytest.raises(socket.gaierror, match="not resolved inside the ATS kit lab"):
+                held(off_machine, socket.NI_NUMERICHOST)
+        assert held(off_machine, socket.NI_NUMERICHOST | socket.NI_NUMERICSERV) == ("192.0.2.1", "9")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            assert udp.sendmsg([b"x"], [], 0, loopback) == 1
 
 
 def test_child_processes_started_in_a_lab_get_neither_its_keys_nor_its_trust():
