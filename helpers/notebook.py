@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from helpers.kinds import InputError
+from helpers.kinds import InputError, KitError
 
 __all__ = [
     "Caught",
@@ -274,11 +274,14 @@ def catch(label: str) -> Iterator[Caught]:
     '<label>: <error in one line>' (or 'no error'), and keep it for the next cell to check.
 
     The notebook goes on either way, so papermill, nbconvert, JupyterLab's Run All and ``make report``
-    agree on what a run is.
+    agree on what a run is. The kit's own refusals (``KitError``: a stopped lab, a bad value) are not
+    the block's result: they go through, and stop the cell with their one-line message.
     """
     caught = Caught(label)
     try:
         yield caught
+    except KitError:
+        raise
     except Exception as exc:  # the point of the block: shown, kept, checked by the next cell
         caught.error = exc
     print(f"{label}: {caught.line}")

@@ -170,3 +170,75 @@ def test_notebook_01_says_what_happened_for_other_releases(tmp_path):
     assert run.ok, run.error
     text = nbformat.writes(nbformat.read(run.output_ipynb, as_version=4))
     assert "with **2020.11.8** it **worked**" in text and "certifi 2020.11.8: no error" in text
+
+
+NETWORK_AUDIT = """
+import sys, threading
+_atskit_network = []  # (thread, event, host): every name resolved and address connected, from now on
+def _atskit_audit(event, args):
+    if event == "socket.getaddrinfo" or (event == "socket.connect" and isinstance(args[1], tuple)):
+        host = args[0] if event == "socket.getaddrinfo" else args[1][0]
+        main = threading.current_thread() is threading.main_thread()
+        _atskit_network.append((main, event, str(host, "ascii") if isinstance(host, bytes) else str(host)))
+sys.addaudithook(_atskit_audit)
+"""
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path",
+    [p for p in runner.notebook_paths() if "notebook.close_environment()" in p.read_text()],
+    ids=lambda p: p.stem,
+)
+def test_after_the_closing_cell_every_network_cell_refuses_in_one_line(path, tmp_path):
+    """Run the whole notebook in one kernel (nbclient, as JupyterLab's Run All), noting which cells
+    between the start and the closing cell reached the network; then re-run each of them: each stops
+    with a one-line LabError and nothing resolves or connects to anything but this machine (a socket
+    audit hook in the kernel sees every lookup and connect)."""
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    opening = next(i for i in code if "notebook.open_environment(" in nb.cells[i].source)
+    closing = next(i for i in code if "notebook.close_environment()" in nb.cells[i].source)
+    nb.cells.append(nbformat.v4.new_code_cell(NETWORK_AUDIT))  # the test's own cell, at the end
+    scratch = len(nb.cells) - 1
+
+    def network_events() -> list:
+        nb.cells[scratch].source = "import json; print(json.dumps(_atskit_network))"
+        client.execute_cell(nb.cells[scratch], scratch)
+        return json.loads(nb.cells[scratch].outputs[0]["text"])
+
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[scratch], scratch)
+        network_cells = []
+        for i in code:
+            seen = len(network_events())
+            client.execute_cell(nb.cells[i], i)  # the first run: any error fails the test
+            if opening < i < closing and any(main for main, _, _ in network_events()[seen:]):
+                network_cells.append(i)
+        assert len(network_cells) >= 3, network_cells
+        seen = len(network_events())
+        client.allow_errors = True
+        for i in network_cells:
+            nb.cells[i].outputs = []
+            client.execute_cell(nb.cells[i], i)
+            errors = [o for o in nb.cells[i].outputs if o["output_type"] == "error"]
+            assert len(errors) == 1, (i, nb.cells[i].source, nb.cells[i].outputs)
+            assert errors[0]["ename"] == "LabError" and "is stopped" in errors[0]["evalue"], (i, errors)
+            assert "\n" not in errors[0]["evalue"]
+        reached = [(event, host) for _, event, host in network_events()[seen:] if not _is_loopback(host)]
+        assert reached == [], reached  # no real name resolved, nothing outside this machine reached
