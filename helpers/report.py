@@ -33,6 +33,7 @@ class Section:
         return self
 
 
+NO_ROWS = "_(no rows)_"  # what a table without rows renders as: never a header over nothing
 POSTMORTEM_SECTIONS = ("Summary", "Impact", "Timeline", "Root cause", "Fix", "Prevention", "Evidence")
 
 
@@ -69,7 +70,10 @@ class Postmortem:
             if not section.blocks:
                 lines.append("_To be written._")
             for block in section.blocks:
-                lines += [frame_to_markdown(block) if isinstance(block, pd.DataFrame) else block.strip(), ""]
+                if isinstance(block, pd.DataFrame):
+                    lines += [frame_to_markdown(block) if not block.empty else NO_ROWS, ""]
+                else:
+                    lines += [block.strip(), ""]
         return redact_markdown("\n".join(lines).rstrip() + "\n")
 
     def to_html(self) -> str:
@@ -89,7 +93,9 @@ class Postmortem:
             if not section.blocks:
                 parts.append("<p><em>To be written.</em></p>")
             for block in section.blocks:
-                if isinstance(block, pd.DataFrame):
+                if isinstance(block, pd.DataFrame) and block.empty:
+                    parts.append(markdown2html(NO_ROWS))
+                elif isinstance(block, pd.DataFrame):
                     parts.append(redact_frame(block).to_html(index=False, escape=True, border=0, na_rep=""))
                 else:
                     parts.append(markdown2html(redact_markdown(block.strip())))

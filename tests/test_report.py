@@ -345,6 +345,23 @@ def test_a_postmortem_of_an_upgrade_that_breaks_nothing_says_so(tmp_path):
     assert "broke no endpoint that worked before" in markdown
     assert "certifi unchanged at 2020.6.20" in markdown
     assert "failed for" not in markdown and "→ 2020.6.20" not in markdown
+    assert not re.search(r"from (certifi \S+) to \1\b", markdown)  # no "changed ... from X to X"
+    assert "left the trust store botocore loads at certifi 2020.6.20" in markdown
+    fix = markdown.split("## Fix")[1].split("## ")[0]
+    assert "Nothing to fix" in fix and "describe_endpoint" not in fix  # the ATS fix is not prescribed
+    timeline = markdown.split("## Timeline")[1].split("## ")[0]
+    assert "fix deployed" not in timeline and "failure starts" not in timeline
+    assert "no endpoint broke" in timeline
+    assert "Every certificate above" not in markdown  # no appendix of no certificates
+    for table in re.findall(r"(?:^\|.*\|\n)+", markdown, re.M):  # every table has rows under its rule
+        assert len(table.splitlines()) > 2, table
+
+
+def test_a_table_without_rows_renders_as_no_rows_not_an_empty_table():
+    pm = Postmortem("t")
+    pm.section("Evidence").add(pd.DataFrame(columns=["name", "fingerprint_sha256"]))
+    assert "| name |" not in pm.to_markdown() and "(no rows)" in pm.to_markdown()
+    assert "<table" not in pm.to_html() and "(no rows)" in pm.to_html()
 
 
 def test_a_notebook_run_from_the_kits_folders_reports_to_reports_interactive(tmp_path, monkeypatch):
