@@ -242,3 +242,33 @@ def test_after_the_closing_cell_every_network_cell_refuses_in_one_line(path, tmp
             assert "\n" not in errors[0]["evalue"]
         reached = [(event, host) for _, event, host in network_events()[seen:] if not _is_loopback(host)]
         assert reached == [], reached  # no real name resolved, nothing outside this machine reached
+
+
+@pytest.mark.slow
+def test_notebook_02_with_another_root_still_singles_out_the_root_at_fault(tmp_path):
+    """With root = "Amazon Root CA 1" (the exercise's suggestion), the diff still puts VeriSign G5
+    first and in bold, and the caption and the figure's alt text say what is shown: Amazon Root CA 1
+    did not change, and no red line marks a removal of it."""
+    import nbformat
+
+    from helpers import incident
+
+    run = runner.execute(
+        runner.notebook_paths()[1], tmp_path, parameters={"root": "Amazon Root CA 1"}, html=False
+    )
+    assert run.ok, run.error
+    nb = nbformat.read(run.output_ipynb, as_version=4)
+    diff = next(c for c in nb.cells if "singled_out" in c.source and c.outputs)
+    page = diff.outputs[0]["data"]["text/html"]
+    caption = re.search(r"<caption>(.*?)</caption>", page, re.S).group(1)
+    assert f"the incident's root at fault ({incident.ROOT_AT_FAULT}) first, in bold" in caption
+    assert "the chosen root (Amazon Root CA 1) did not change" in caption
+    rows = re.findall(r"<tr>(.*?)</tr>", page, re.S)[1:]
+    assert incident.ROOT_AT_FAULT in rows[0] and "root at fault" in rows[0]
+    assert re.search(r"#T_\w+_row0_col0[^{]*\{[^}]*font-weight: bold", page)  # bold, as the caption says
+    assert not any(re.search(r"[0-9a-f]{64}", row) for row in rows)
+    alt = next(o["data"]["text/plain"] for c in nb.cells for o in c.get("outputs", [])
+               if o.get("data", {}).get("text/plain", "").startswith("Step plot"))  # fmt: skip
+    assert "no release" not in alt and "no red line: Amazon Root CA 1 is still in the newest release" in alt
+    between = next(c for c in nb.cells if "cacert_sha256" in c.source)
+    assert not re.search(r"[0-9a-f]{64}", between.outputs[0]["data"]["text/html"])  # short, like fingerprints
