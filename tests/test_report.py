@@ -400,3 +400,43 @@ def test_redact_notebook_reaches_json_outputs_metadata_and_attachments():
     text = nbformat.writes(nb)
     assert key not in text and account not in text
     assert "iVBORw0KGgo=" in text  # images are not text
+
+
+def test_report_folder_follows_report_dir_then_papermills_output_path_then_the_working_folder(
+    tmp_path, monkeypatch
+):
+    """Notebook 05's rule: report_dir; else beside the executed copy when papermill names it
+    (--inject-output-path); else the kernel's working folder; never the kit's tracked folders."""
+    interactive = ROOT / "reports" / "interactive"
+    monkeypatch.chdir(tmp_path)
+    assert report.report_folder(str(tmp_path / "a")) == (tmp_path / "a", "report_dir")
+    folder, why = report.report_folder(output_path=str(tmp_path / "b" / "out.ipynb"))
+    assert folder == tmp_path / "b" and "beside the executed notebook" in why
+    assert report.report_folder(output_path="out.ipynb")[0] == tmp_path  # relative to papermill's folder
+    assert report.report_folder()[0] == tmp_path and "working folder" in report.report_folder()[1]
+    for folder in (ROOT, ROOT / "notebooks"):
+        assert report.report_folder(output_path=str(folder / "out.ipynb"))[0] == interactive
+        monkeypatch.chdir(folder)
+        assert report.report_folder()[0] == interactive
+
+
+@pytest.mark.slow
+def test_papermill_with_inject_output_path_puts_the_postmortem_beside_the_executed_copy(tmp_path):
+    """The command in 05's introduction, run from another folder: the report lands beside the
+    executed copy, not in the working folder, and the notebook says which rule applied."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    work, out = tmp_path / "q1", tmp_path / "q2"
+    work.mkdir(), out.mkdir()
+    papermill = str(Path(sys.executable).with_name("papermill"))
+    command = [papermill, "--inject-output-path", str(ROOT / "notebooks" / "05-postmortem.ipynb"),
+               str(out / "out.ipynb"), "-p", "before", str(ROOT / "docs/examples/incident-before.txt"),
+               "-p", "after", str(ROOT / "docs/examples/incident-after.txt")]  # fmt: skip
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "unknown parameter" not in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["out.ipynb", "postmortem.html", "postmortem.md"]
+    assert list(work.iterdir()) == []
+    assert "written to beside the executed notebook" in (out / "out.ipynb").read_text()
