@@ -320,12 +320,35 @@ def show_figure(figure, *, alt: str) -> None:
     )
 
 
-def strip_outputs_before_save(model: dict, **_context) -> None:
-    """JupyterLab's pre-save hook for ``make lab``: a notebook is saved without outputs or execution
-    counts, so ``notebooks/`` stays as committed however much a trainee runs."""
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}  # as committed
+LANGUAGE_INFO = {"name": "python"}  # as committed: the kernel fills in version, mimetype, ...
+_KERNEL_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled", "papermill")
+
+
+def strip_outputs_before_save(model: dict, path: str = "", **_context) -> None:
+    """JupyterLab's pre-save hook for ``make lab``: a notebook in a folder named ``notebooks`` is saved
+    as committed, whatever a run added: no outputs or execution counts, and the metadata the kernel
+    and JupyterLab add (kernelspec display name, language_info, widget state, cell timings, scroll and
+    collapse state) reset, so saving after Run All changes no byte of a committed notebook. Other files
+    (Markdown, an executed copy under ``reports/``) are saved as they are."""
+    from pathlib import PurePosixPath
+
     if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
         return
-    for cell in model["content"].get("cells", []):
+    if path and PurePosixPath(path.replace("\\", "/")).parent.name != "notebooks":
+        return
+    content = model["content"]
+    metadata = content.setdefault("metadata", {})
+    metadata.pop("widgets", None)
+    metadata.pop("papermill", None)
+    metadata["kernelspec"], metadata["language_info"] = dict(KERNELSPEC), dict(LANGUAGE_INFO)
+    for cell in content.get("cells", []):
+        for key in _KERNEL_CELL_METADATA:
+            cell.get("metadata", {}).pop(key, None)
+        jupyter = cell.get("metadata", {}).get("jupyter", {})
+        jupyter.pop("outputs_hidden", None)
+        if "jupyter" in cell.get("metadata", {}) and not jupyter:
+            del cell["metadata"]["jupyter"]
         if cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None
 
