@@ -245,3 +245,19 @@ outside = sorted(used - lean - optional)
 print(json.dumps({"codes": codes, "outside": outside, "lean": sorted(lean),
                   "notebooks_extra": sorted(notebooks)}))
 """
+
+
+def test_notebook_01_links_the_glossary_and_documents_commands_that_leave_the_kit_clean():
+    """01's introduction links docs/glossary.md by a path that works from notebooks/ (GitHub, and
+    JupyterLab from `make lab`, which serves the kit); every notebook's papermill command names the
+    notebook from the kit's folder and writes its executed copy outside notebooks/ and the kit."""
+    intro = "".join(json.loads(NOTEBOOKS[0].read_text())["cells"][0]["source"])
+    links = re.findall(r"\]\(([^)]+glossary\.md)\)", intro)
+    assert links and all(
+        (NOTEBOOKS[0].parent / link).resolve() == ROOT / "docs" / "glossary.md" for link in links
+    )
+    for path in NOTEBOOKS:
+        text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
+        for source, output in re.findall(r"`papermill (?:--\S+ )*(\S+\.ipynb) (\S+\.ipynb)", text):
+            assert source == f"notebooks/{path.name}", (path.name, source)
+            assert output.startswith("/"), (path.name, output)  # not out.ipynb in the kit's folder
