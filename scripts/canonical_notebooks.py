@@ -11,6 +11,7 @@ that edited notebooks, then commit the result on its own.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -22,10 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     hook = re.search(r"--FileContentsManager\.pre_save_hook=(\S+)", (ROOT / "Makefile").read_text()).group(1)
     manager = FileContentsManager(root_dir=str(ROOT), pre_save_hook=hook)
+    checkpoints = ROOT / "notebooks" / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")):
         before = path.read_bytes()
         nb = nbformat.read(path, as_version=4)
         manager.save({"type": "notebook", "format": "json", "content": nb}, f"notebooks/{path.name}")
+        if not had_checkpoints:  # the save made a checkpoint, as JupyterLab's does: none was asked for
+            shutil.rmtree(checkpoints, ignore_errors=True)
         print(f"{path.name}: {'rewritten' if path.read_bytes() != before else 'already canonical'}")
 
 
