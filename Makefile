@@ -22,9 +22,10 @@ test: $(STAMP)
 	$(BIN)/ruff check helpers tests bench scripts
 	$(BIN)/python -m pytest -n auto
 
-## JupyterLab on notebooks/ (saved without outputs, so notebooks/ stays as committed; works as root too).
+## JupyterLab on the kit, opened at notebooks/ (docs/ reachable: 01 links the glossary); notebooks in
+## notebooks/ are saved as committed (no outputs, no kernel metadata), other files as they are; works as root.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --allow-root --ServerApp.root_dir=notebooks \
+	$(BIN)/jupyter lab --allow-root --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks \
 	    --FileContentsManager.pre_save_hook=helpers.notebook.strip_outputs_before_save
 
 ## Speed figures quoted in the README (run on demand).

@@ -682,6 +682,20 @@ class _Env:
         self._check()
         return chains.fetch_chain(host, port, **options)
 
+    def try_mqtt(self, endpoint: DeviceEndpoint, **options):
+        """``devices.try_mqtt`` to one of :meth:`device_endpoints` (its host, port and ALPN) while this
+        environment is in use: LabError once a lab has stopped, as :meth:`fetch_chain`."""
+        from helpers import devices
+
+        self._check()
+        return devices.try_mqtt(endpoint.host, endpoint.port, alpn=endpoint.alpn, **options)
+
+    def describe_endpoints(self, *, redact: bool = True) -> pd.DataFrame:
+        """``endpoints.describe`` for this environment's region while it is in use (LabError once a lab
+        has stopped, so a re-run cell never calls real AWS by mistake)."""
+        self._check()
+        return endpoints.describe(region=self.region, redact=redact)
+
     def device_endpoints(self) -> list[DeviceEndpoint]:
         """The account's MQTT device endpoints: legacy and ATS, each on 8883 and on 443 with ALPN."""
         return [

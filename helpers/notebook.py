@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from helpers.kinds import InputError
+from helpers.kinds import InputError, KitError
 
 __all__ = [
     "Caught",
@@ -294,11 +294,14 @@ def catch(label: str) -> Iterator[Caught]:
     '<label>: <error in one line>' (or 'no error'), and keep it for the next cell to check.
 
     The notebook goes on either way, so papermill, nbconvert, JupyterLab's Run All and ``make report``
-    agree on what a run is.
+    agree on what a run is. The kit's own refusals (``KitError``: a stopped lab, a bad value) are not
+    the block's result: they go through, and stop the cell with their one-line message.
     """
     caught = Caught(label)
     try:
         yield caught
+    except KitError:
+        raise
     except Exception as exc:  # the point of the block: shown, kept, checked by the next cell
         caught.error = exc
     print(f"{label}: {caught.line}")
@@ -337,12 +340,35 @@ def show_figure(figure, *, alt: str) -> None:
     )
 
 
-def strip_outputs_before_save(model: dict, **_context) -> None:
-    """JupyterLab's pre-save hook for ``make lab``: a notebook is saved without outputs or execution
-    counts, so ``notebooks/`` stays as committed however much a trainee runs."""
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}  # as committed
+LANGUAGE_INFO = {"name": "python"}  # as committed: the kernel fills in version, mimetype, ...
+_KERNEL_CELL_METADATA = ("execution", "ExecuteTime", "collapsed", "scrolled", "papermill")
+
+
+def strip_outputs_before_save(model: dict, path: str = "", **_context) -> None:
+    """JupyterLab's pre-save hook for ``make lab``: a notebook in a folder named ``notebooks`` is saved
+    as committed, whatever a run added: no outputs or execution counts, and the metadata the kernel
+    and JupyterLab add (kernelspec display name, language_info, widget state, cell timings, scroll and
+    collapse state) reset, so saving after Run All changes no byte of a committed notebook. Other files
+    (Markdown, an executed copy under ``reports/``) are saved as they are."""
+    from pathlib import PurePosixPath
+
     if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
         return
-    for cell in model["content"].get("cells", []):
+    if path and PurePosixPath(path.replace("\\", "/")).parent.name != "notebooks":
+        return
+    content = model["content"]
+    metadata = content.setdefault("metadata", {})
+    metadata.pop("widgets", None)
+    metadata.pop("papermill", None)
+    metadata["kernelspec"], metadata["language_info"] = dict(KERNELSPEC), dict(LANGUAGE_INFO)
+    for cell in content.get("cells", []):
+        for key in _KERNEL_CELL_METADATA:
+            cell.get("metadata", {}).pop(key, None)
+        jupyter = cell.get("metadata", {}).get("jupyter", {})
+        jupyter.pop("outputs_hidden", None)
+        if "jupyter" in cell.get("metadata", {}) and not jupyter:
+            del cell["metadata"]["jupyter"]
         if cell.get("cell_type") == "code":
             cell["outputs"], cell["execution_count"] = [], None
 

@@ -144,14 +144,12 @@ def timeline(evidence: Evidence, *, incident_start: dt.date, resolved: dt.date |
     releases = bundles.certifi_releases().set_index("version")
     before, after = evidence.result.before.environment.certifi, evidence.result.after.environment.certifi
     boundary = evidence.boundary
+    broke = bool(evidence.broken)
     rows = []
     if before in releases.index:
+        whose = "both sides' trust store" if after == before else "the working side's trust store"
         rows.append(
-            (
-                releases.loc[before, "released"],
-                f"certifi {before} released (the working side's trust store)",
-                "data/certifi",
-            )
+            (releases.loc[before, "released"], f"certifi {before} released ({whose})", "data/certifi")
         )
     if evidence.removed_in:
         rows.append(
@@ -162,22 +160,16 @@ def timeline(evidence: Evidence, *, incident_start: dt.date, resolved: dt.date |
             )
         )
     if after in releases.index and after != before:
-        rows.append(
-            (
-                releases.loc[after, "released"],
-                f"certifi {after} released (the failing side's trust store)",
-                "data/certifi",
-            )
-        )
-    rows.append(
-        (
-            incident_start,
-            "failure starts: " + (", ".join(evidence.broken) or "no endpoint broke"),
-            "parameters",
-        )
-    )
-    if resolved:
-        rows.append((resolved, "fix deployed", "parameters"))
+        whose = "the failing side's trust store" if broke else "the updated side's trust store"
+        rows.append((releases.loc[after, "released"], f"certifi {after} released ({whose})", "data/certifi"))
+    if broke:
+        rows.append((incident_start, "failure starts: " + ", ".join(evidence.broken), "parameters"))
+        if resolved:
+            rows.append((resolved, "fix deployed", "parameters"))
+    else:
+        rows.append((incident_start, "incident start (no endpoint broke with this update)", "parameters"))
+        if resolved:
+            rows.append((resolved, "incident closed (nothing to fix in this update)", "parameters"))
     rows.append(
         (
             dt.date.fromisoformat(boundary.first_ats_released),
@@ -203,7 +195,8 @@ def _move(evidence: Evidence) -> str:
     )
     requests_before, requests_after = b.packages.get("requests"), a.packages.get("requests")
     if requests_before != requests_after:
-        return f"requests {requests_before} → {requests_after} pulled {certifi}"
+        requests = f"requests {requests_before or '(none)'} → {requests_after or '(none)'}"
+        return f"{requests} pulled {certifi}" if b.certifi != a.certifi else f"{requests}; {certifi}"
     return certifi
 
 
@@ -261,12 +254,23 @@ def write(
     )
     pm.section("Timeline").add(timeline(e, incident_start=incident_start, resolved=resolved))
     root_cause = pm.section("Root cause")
-    if b.bundle is not None and a.bundle is not None:
+    if not e.broken:
         root_cause.add(
-            f"The update ({move}) changed the trust store botocore loads from {b.bundle.label} to "
-            f"{a.bundle.label}: botocore loads `certifi.where()` whenever certifi is importable "
-            "(else its vendored `cacert.pem`)."
+            "None in this update: no endpoint that worked before fails after (verdicts under Impact)."
         )
+    if b.bundle is not None and a.bundle is not None:
+        loads = (
+            "botocore loads `certifi.where()` whenever certifi is importable (else its vendored `cacert.pem`)"
+        )
+        if b.bundle.label == a.bundle.label:
+            root_cause.add(
+                f"The update ({move}) left the trust store botocore loads at {a.bundle.label}: {loads}."
+            )
+        else:
+            root_cause.add(
+                f"The update ({move}) changed the trust store botocore loads from {b.bundle.label} to "
+                f"{a.bundle.label}: {loads}."
+            )
     if e.missing_root:
         root_cause.add(
             f"The endpoint's chain needs **{e.missing_root}**; the roots the update removed are below."
@@ -279,18 +283,26 @@ def write(
             redact_frame(e.chain_table),
         )
         root_cause.add("Verdict across every certifi release (the releases where it changed):", e.transitions)
-    pm.section("Fix").add(
-        "Use the account's ATS data endpoint, whose chain ends at Amazon Root CA 1/3 "
-        "(present in every side's store):",
-        '```python\naddress = boto3.client("iot").describe_endpoint(endpointType="iot:Data-ATS")'
-        '["endpointAddress"]\n'
-        'client = boto3.client("iot-data", endpoint_url=f"https://{address}")\n```',
-        f"or upgrade botocore to {e.boundary.first_ats} or later ({e.boundary.first_ats_released}), "
-        f"whose default iot-data host is `data-ats.iot.{e.region}.amazonaws.com`. "
-        "Not a fix: `verify=False`, pinning an old "
-        "certifi, or pointing `AWS_CA_BUNDLE` at an old bundle (notebook 03 shows why).",
-        e.default_facts,
-    )
+    fix = pm.section("Fix")
+    if not e.broken:
+        fix.add(
+            "Nothing to fix for this update. Each side's default `iot-data` host, for reference (a "
+            "client on the legacy host breaks once its trust store loses VeriSign G5):",
+            e.default_facts,
+        )
+    else:
+        fix.add(
+            "Use the account's ATS data endpoint, whose chain ends at Amazon Root CA 1/3 "
+            "(present in every side's store):",
+            '```python\naddress = boto3.client("iot").describe_endpoint(endpointType="iot:Data-ATS")'
+            '["endpointAddress"]\n'
+            'client = boto3.client("iot-data", endpoint_url=f"https://{address}")\n```',
+            f"or upgrade botocore to {e.boundary.first_ats} or later ({e.boundary.first_ats_released}), "
+            f"whose default iot-data host is `data-ats.iot.{e.region}.amazonaws.com`. "
+            "Not a fix: `verify=False`, pinning an old "
+            "certifi, or pointing `AWS_CA_BUNDLE` at an old bundle (notebook 03 shows why).",
+            e.default_facts,
+        )
     pm.section("Prevention").add(
         "- Gate dependency upgrades with `atskit upgrade-check --before OLD --after NEW` "
         "(exit 1 when an endpoint "
@@ -298,13 +310,10 @@ def write(
         "- Use ATS endpoints everywhere (`endpoints.ats_data_client`), and keep botocore current.\n"
         "- _Complete: alerting on TLS errors, owners, follow-up tickets._"
     )
-    pm.section("Evidence").add(
-        "Environment that generated this report:",
-        environment,
-        "Each side:",
-        redact_frame(e.result.sides()),
-        redact_frame(e.bundle_facts),
-        "Every certificate above, with its whole SHA-256 fingerprint:",
-        e.fingerprints,
-    )
+    evidence_section = pm.section("Evidence")
+    if not environment.empty:
+        evidence_section.add("Environment that generated this report:", environment)
+    evidence_section.add("Each side:", redact_frame(e.result.sides()), redact_frame(e.bundle_facts))
+    if not e.fingerprints.empty:  # no table without rows: nothing failed, so no certificate is shown
+        evidence_section.add("Every certificate above, with its whole SHA-256 fingerprint:", e.fingerprints)
     return pm

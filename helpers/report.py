@@ -13,7 +13,7 @@ from helpers._io import atomic_write_text
 from helpers._paths import kit_path
 from helpers.redaction import redact, redact_frame, redact_markdown
 
-__all__ = ["Postmortem", "Section", "default_report_dir", "frame_to_markdown", "kit_path"]
+__all__ = ["Postmortem", "Section", "default_report_dir", "frame_to_markdown", "kit_path", "report_folder"]
 
 # --- postmortem assembly ---------------------------------------------------------------------------
 
@@ -33,6 +33,7 @@ class Section:
         return self
 
 
+NO_ROWS = "_(no rows)_"  # what a table without rows renders as: never a header over nothing
 POSTMORTEM_SECTIONS = ("Summary", "Impact", "Timeline", "Root cause", "Fix", "Prevention", "Evidence")
 
 
@@ -69,7 +70,10 @@ class Postmortem:
             if not section.blocks:
                 lines.append("_To be written._")
             for block in section.blocks:
-                lines += [frame_to_markdown(block) if isinstance(block, pd.DataFrame) else block.strip(), ""]
+                if isinstance(block, pd.DataFrame):
+                    lines += [frame_to_markdown(block) if not block.empty else NO_ROWS, ""]
+                else:
+                    lines += [block.strip(), ""]
         return redact_markdown("\n".join(lines).rstrip() + "\n")
 
     def to_html(self) -> str:
@@ -89,7 +93,9 @@ class Postmortem:
             if not section.blocks:
                 parts.append("<p><em>To be written.</em></p>")
             for block in section.blocks:
-                if isinstance(block, pd.DataFrame):
+                if isinstance(block, pd.DataFrame) and block.empty:
+                    parts.append(markdown2html(NO_ROWS))
+                elif isinstance(block, pd.DataFrame):
                     parts.append(redact_frame(block).to_html(index=False, escape=True, border=0, na_rep=""))
                 else:
                     parts.append(markdown2html(redact_markdown(block.strip())))
@@ -157,10 +163,38 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 
 def default_report_dir() -> Path:
     """Where a notebook writes its report when not told: its working folder (the output folder under
-    ``make report``), except the kit's own folder and its ``notebooks/`` (JupyterLab, or papermill run
-    from the kit's root), which stay clean: ``reports/interactive/`` then, never ``make report``'s own."""
+    ``make report``; papermill's ``--cwd``), except the kit's own folder and its ``notebooks/``
+    (JupyterLab, or papermill run from the kit's root), which stay clean: ``reports/interactive/`` then,
+    never ``make report``'s own."""
+    return _kept_clean(Path.cwd())[0]
+
+
+def _kept_clean(folder: Path) -> tuple[Path, bool]:
+    """``folder``, or ``reports/interactive/`` if it is the kit's folder or its ``notebooks/``; and
+    whether it was moved."""
     from helpers._paths import ROOT
 
-    here = Path.cwd().resolve()
-    kept_clean = {ROOT.resolve(), (ROOT / "notebooks").resolve()}
-    return ROOT / "reports" / "interactive" if here in kept_clean else here
+    if folder.resolve() in {ROOT.resolve(), (ROOT / "notebooks").resolve()}:
+        return ROOT / "reports" / "interactive", True
+    return folder.resolve(), False
+
+
+def report_folder(report_dir: str = "", *, output_path: str = "") -> tuple[Path, str]:
+    """Where a notebook writes its report, and why (a phrase for the notebook to print).
+
+    ``report_dir`` if given; else beside the executed notebook when papermill says where that is
+    (``papermill --inject-output-path`` passes it as the ``PAPERMILL_OUTPUT_PATH`` parameter, relative
+    to papermill's folder); else the kernel's working folder (:func:`default_report_dir`). The kit's own
+    folder and ``notebooks/`` are never written: ``reports/interactive/`` stands in for them.
+    """
+    if report_dir:
+        return Path(report_dir).expanduser().resolve(), "report_dir"
+    if output_path:
+        folder, moved = _kept_clean(Path(output_path).expanduser().parent)
+        if moved:
+            return folder, "reports/interactive/: the executed notebook is in the kit's tracked folders"
+        return folder, "beside the executed notebook (papermill's PAPERMILL_OUTPUT_PATH)"
+    folder, moved = _kept_clean(Path.cwd())
+    if moved:
+        return folder, "reports/interactive/: the kernel runs in the kit's tracked folders (JupyterLab)"
+    return folder, "the kernel's working folder (make report's output folder; papermill --cwd sets it)"

@@ -136,7 +136,7 @@ def main() -> int:
         driver = _browser()
         try:
             for name in names:
-                result = run_all(driver, f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}")
+                result = run_all(driver, f"http://127.0.0.1:{port}/lab/tree/notebooks/{name}?token={token}")
                 shots = _screenshots(driver, out / Path(name).stem)
                 errors = result["errors"] or "none"
                 print(f"{name}: Run All {result['seconds']:.1f} s, {result['cells_ran']} cells ran, "

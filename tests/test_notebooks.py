@@ -232,3 +232,105 @@ def test_plain_papermill_keeps_only_its_own_record_of_the_parameters_and_the_not
     assert cli.main(["redact", str(out_ipynb), "--in-place"]) == 0
     text = out_ipynb.read_text()
     assert not [s for s in PARAMETER_SECRETS if s in text]
+
+
+NETWORK_AUDIT = """
+import sys, threading
+_atskit_network = []  # (thread, event, host): every name resolved and address connected, from now on
+def _atskit_audit(event, args):
+    if event == "socket.getaddrinfo" or (event == "socket.connect" and isinstance(args[1], tuple)):
+        host = args[0] if event == "socket.getaddrinfo" else args[1][0]
+        main = threading.current_thread() is threading.main_thread()
+        _atskit_network.append((main, event, str(host, "ascii") if isinstance(host, bytes) else str(host)))
+sys.addaudithook(_atskit_audit)
+"""
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path",
+    [p for p in runner.notebook_paths() if "notebook.close_environment()" in p.read_text()],
+    ids=lambda p: p.stem,
+)
+def test_after_the_closing_cell_every_network_cell_refuses_in_one_line(path, tmp_path):
+    """Run the whole notebook in one kernel (nbclient, as JupyterLab's Run All), noting which cells
+    between the start and the closing cell reached the network; then re-run each of them: each stops
+    with a one-line LabError and nothing resolves or connects to anything but this machine (a socket
+    audit hook in the kernel sees every lookup and connect)."""
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    opening = next(i for i in code if "notebook.open_environment(" in nb.cells[i].source)
+    closing = next(i for i in code if "notebook.close_environment()" in nb.cells[i].source)
+    nb.cells.append(nbformat.v4.new_code_cell(NETWORK_AUDIT))  # the test's own cell, at the end
+    scratch = len(nb.cells) - 1
+
+    def network_events() -> list:
+        nb.cells[scratch].source = "import json; print(json.dumps(_atskit_network))"
+        client.execute_cell(nb.cells[scratch], scratch)
+        return json.loads(nb.cells[scratch].outputs[0]["text"])
+
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[scratch], scratch)
+        network_cells = []
+        for i in code:
+            seen = len(network_events())
+            client.execute_cell(nb.cells[i], i)  # the first run: any error fails the test
+            if opening < i < closing and any(main for main, _, _ in network_events()[seen:]):
+                network_cells.append(i)
+        assert len(network_cells) >= 3, network_cells
+        seen = len(network_events())
+        client.allow_errors = True
+        for i in network_cells:
+            nb.cells[i].outputs = []
+            client.execute_cell(nb.cells[i], i)
+            errors = [o for o in nb.cells[i].outputs if o["output_type"] == "error"]
+            assert len(errors) == 1, (i, nb.cells[i].source, nb.cells[i].outputs)
+            assert errors[0]["ename"] == "LabError" and "is stopped" in errors[0]["evalue"], (i, errors)
+            assert "\n" not in errors[0]["evalue"]
+        reached = [(event, host) for _, event, host in network_events()[seen:] if not _is_loopback(host)]
+        assert reached == [], reached  # no real name resolved, nothing outside this machine reached
+
+
+@pytest.mark.slow
+def test_notebook_02_with_another_root_still_singles_out_the_root_at_fault(tmp_path):
+    """With root = "Amazon Root CA 1" (the exercise's suggestion), the diff still puts VeriSign G5
+    first and in bold, and the caption and the figure's alt text say what is shown: Amazon Root CA 1
+    did not change, and no red line marks a removal of it."""
+    import nbformat
+
+    from helpers import incident
+
+    run = runner.execute(
+        runner.notebook_paths()[1], tmp_path, parameters={"root": "Amazon Root CA 1"}, html=False
+    )
+    assert run.ok, run.error
+    nb = nbformat.read(run.output_ipynb, as_version=4)
+    diff = next(c for c in nb.cells if "singled_out" in c.source and c.outputs)
+    page = diff.outputs[0]["data"]["text/html"]
+    caption = re.search(r"<caption>(.*?)</caption>", page, re.S).group(1)
+    assert f"the incident's root at fault ({incident.ROOT_AT_FAULT}) first, in bold" in caption
+    assert "the chosen root (Amazon Root CA 1) did not change" in caption
+    rows = re.findall(r"<tr>(.*?)</tr>", page, re.S)[1:]
+    assert incident.ROOT_AT_FAULT in rows[0] and "root at fault" in rows[0]
+    assert re.search(r"#T_\w+_row0_col0[^{]*\{[^}]*font-weight: bold", page)  # bold, as the caption says
+    assert not any(re.search(r"[0-9a-f]{64}", row) for row in rows)
+    alt = next(o["data"]["text/plain"] for c in nb.cells for o in c.get("outputs", [])
+               if o.get("data", {}).get("text/plain", "").startswith("Step plot"))  # fmt: skip
+    assert "no release" not in alt and "no red line: Amazon Root CA 1 is still in the newest release" in alt
+    between = next(c for c in nb.cells if "cacert_sha256" in c.source)
+    assert not re.search(r"[0-9a-f]{64}", between.outputs[0]["data"]["text/html"])  # short, like fingerprints

@@ -46,23 +46,86 @@ def test_notebook_is_committed_clean(path):
     assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
 
 
-def test_jupyterlab_from_make_lab_saves_notebooks_without_outputs(tmp_path):
-    """`make lab` gives jupyter_server's contents manager the kit's pre-save hook: a notebook run in
-    JupyterLab is saved clean, so notebooks/ stays as committed."""
-    import re
-
-    import nbformat
+def _make_lab_contents_manager(root_dir):
+    """jupyter_server's FileContentsManager as `make lab` configures it (the Makefile's pre-save hook)."""
     from jupyter_server.services.contents.filemanager import FileContentsManager
 
     hook = re.search(r"--FileContentsManager\.pre_save_hook=(\S+)", (ROOT / "Makefile").read_text()).group(1)
-    manager = FileContentsManager(root_dir=str(tmp_path), pre_save_hook=hook)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
-    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)]
-    nb.cells[0].execution_count = 1
-    manager.save({"type": "notebook", "format": "json", "content": nb}, "run.ipynb")
-    saved = nbformat.read(tmp_path / "run.ipynb", as_version=4)
-    assert saved.cells[0].outputs == [] and saved.cells[0].execution_count is None
-    assert "--allow-root" in (ROOT / "Makefile").read_text()
+    return FileContentsManager(root_dir=str(root_dir), pre_save_hook=hook)
+
+
+def _as_a_kernel_leaves_it(nb) -> None:
+    """What Run All in JupyterLab adds to a notebook: outputs, counts, the kernel's metadata."""
+    import nbformat
+
+    nb.metadata["kernelspec"]["display_name"] = "Python 3 (ipykernel)"
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.7", "mimetype": "text/x-python",
+                                    "file_extension": ".py", "pygments_lexer": "ipython3"}  # fmt: skip
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    for count, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        cell.execution_count = count + 1
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="ran\n")]
+        cell.metadata["execution"] = {"iopub.status.idle": "2026-01-01T00:00:00Z"}
+        cell.metadata["scrolled"] = True
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_saving_from_make_lab_after_a_run_writes_the_committed_bytes(path, tmp_path):
+    """A notebook run in JupyterLab (outputs, counts, the kernel's metadata) and saved through
+    jupyter_server's contents manager with `make lab`'s pre-save hook is byte for byte the committed
+    file: only outputs changed, so nothing shows in git."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    _as_a_kernel_leaves_it(nb)
+    manager = _make_lab_contents_manager(tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    manager.save({"type": "notebook", "format": "json", "content": nb}, f"notebooks/{path.name}")
+    assert (tmp_path / "notebooks" / path.name).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.slow
+def test_a_notebook_executed_in_a_kernel_saves_back_to_the_committed_bytes(tmp_path):
+    """The same with a real kernel's run (nbclient, as JupyterLab's Run All)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = NOTEBOOKS[1]
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert nb.metadata["language_info"].get("version") and any(c.get("outputs") for c in nb.cells)
+    (tmp_path / "notebooks").mkdir()
+    _make_lab_contents_manager(tmp_path).save(
+        {"type": "notebook", "format": "json", "content": nb}, f"notebooks/{path.name}"
+    )
+    assert (tmp_path / "notebooks" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_make_lab_saves_only_notebooks_in_notebooks_clean_and_other_files_as_they_are(tmp_path):
+    """`make lab` serves the kit (so docs/ opens); the hook strips only notebooks in notebooks/: an
+    executed copy elsewhere keeps its outputs, and a Markdown file is saved as written."""
+    import nbformat
+
+    manager = _make_lab_contents_manager(tmp_path)
+    for folder in ("notebooks", "reports", "docs"):
+        (tmp_path / folder).mkdir()
+    for where in ("notebooks", "reports"):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+        nb.cells[0].outputs = [
+            nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)
+        ]
+        nb.cells[0].execution_count = 1
+        manager.save({"type": "notebook", "format": "json", "content": nb}, f"{where}/run.ipynb")
+    clean = nbformat.read(tmp_path / "notebooks" / "run.ipynb", as_version=4)
+    assert clean.cells[0].outputs == [] and clean.cells[0].execution_count is None
+    kept = nbformat.read(tmp_path / "reports" / "run.ipynb", as_version=4)
+    assert kept.cells[0].outputs and kept.cells[0].execution_count == 1
+    text = "# Glossary\n\n```mermaid\nflowchart LR\n```\n"
+    manager.save({"type": "file", "format": "text", "content": text}, "docs/glossary.md")
+    assert (tmp_path / "docs" / "glossary.md").read_text() == text
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--allow-root" in makefile and "--ServerApp.root_dir=. " in makefile
+    assert "--LabApp.default_url=/lab/tree/notebooks" in makefile
 
 
 def test_the_glossarys_chain_diagram_is_the_labs_chains():
@@ -182,3 +245,19 @@ outside = sorted(used - lean - optional)
 print(json.dumps({"codes": codes, "outside": outside, "lean": sorted(lean),
                   "notebooks_extra": sorted(notebooks)}))
 """
+
+
+def test_notebook_01_links_the_glossary_and_documents_commands_that_leave_the_kit_clean():
+    """01's introduction links docs/glossary.md by a path that works from notebooks/ (GitHub, and
+    JupyterLab from `make lab`, which serves the kit); every notebook's papermill command names the
+    notebook from the kit's folder and writes its executed copy outside notebooks/ and the kit."""
+    intro = "".join(json.loads(NOTEBOOKS[0].read_text())["cells"][0]["source"])
+    links = re.findall(r"\]\(([^)]+glossary\.md)\)", intro)
+    assert links and all(
+        (NOTEBOOKS[0].parent / link).resolve() == ROOT / "docs" / "glossary.md" for link in links
+    )
+    for path in NOTEBOOKS:
+        text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
+        for source, output in re.findall(r"`papermill (?:--\S+ )*(\S+\.ipynb) (\S+\.ipynb)", text):
+            assert source == f"notebooks/{path.name}", (path.name, source)
+            assert output.startswith("/"), (path.name, output)  # not out.ipynb in the kit's folder

@@ -426,6 +426,23 @@ def test_a_postmortem_of_an_upgrade_that_breaks_nothing_says_so(tmp_path):
     assert "broke no endpoint that worked before" in markdown
     assert "certifi unchanged at 2020.6.20" in markdown
     assert "failed for" not in markdown and "→ 2020.6.20" not in markdown
+    assert not re.search(r"from (certifi \S+) to \1\b", markdown)  # no "changed ... from X to X"
+    assert "left the trust store botocore loads at certifi 2020.6.20" in markdown
+    fix = markdown.split("## Fix")[1].split("## ")[0]
+    assert "Nothing to fix" in fix and "describe_endpoint" not in fix  # the ATS fix is not prescribed
+    timeline = markdown.split("## Timeline")[1].split("## ")[0]
+    assert "fix deployed" not in timeline and "failure starts" not in timeline
+    assert "no endpoint broke" in timeline
+    assert "Every certificate above" not in markdown  # no appendix of no certificates
+    for table in re.findall(r"(?:^\|.*\|\n)+", markdown, re.M):  # every table has rows under its rule
+        assert len(table.splitlines()) > 2, table
+
+
+def test_a_table_without_rows_renders_as_no_rows_not_an_empty_table():
+    pm = Postmortem("t")
+    pm.section("Evidence").add(pd.DataFrame(columns=["name", "fingerprint_sha256"]))
+    assert "| name |" not in pm.to_markdown() and "(no rows)" in pm.to_markdown()
+    assert "<table" not in pm.to_html() and "(no rows)" in pm.to_html()
 
 
 def test_a_notebook_run_from_the_kits_folders_reports_to_reports_interactive(tmp_path, monkeypatch):
@@ -511,3 +528,43 @@ def test_holds_secret_counts_secrets_not_home_folders():
     assert redaction.holds_secret(["a1b2c3d4e5f6g7-ats.iot.us-east-1.amazonaws.com"])
     assert not redaction.holds_secret("/home/kim/locks/before.txt")
     assert not redaction.holds_secret("Shadow updates failed TLS on 2021-12-03")
+
+
+def test_report_folder_follows_report_dir_then_papermills_output_path_then_the_working_folder(
+    tmp_path, monkeypatch
+):
+    """Notebook 05's rule: report_dir; else beside the executed copy when papermill names it
+    (--inject-output-path); else the kernel's working folder; never the kit's tracked folders."""
+    interactive = ROOT / "reports" / "interactive"
+    monkeypatch.chdir(tmp_path)
+    assert report.report_folder(str(tmp_path / "a")) == (tmp_path / "a", "report_dir")
+    folder, why = report.report_folder(output_path=str(tmp_path / "b" / "out.ipynb"))
+    assert folder == tmp_path / "b" and "beside the executed notebook" in why
+    assert report.report_folder(output_path="out.ipynb")[0] == tmp_path  # relative to papermill's folder
+    assert report.report_folder()[0] == tmp_path and "working folder" in report.report_folder()[1]
+    for folder in (ROOT, ROOT / "notebooks"):
+        assert report.report_folder(output_path=str(folder / "out.ipynb"))[0] == interactive
+        monkeypatch.chdir(folder)
+        assert report.report_folder()[0] == interactive
+
+
+@pytest.mark.slow
+def test_papermill_with_inject_output_path_puts_the_postmortem_beside_the_executed_copy(tmp_path):
+    """The command in 05's introduction, run from another folder: the report lands beside the
+    executed copy, not in the working folder, and the notebook says which rule applied."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    work, out = tmp_path / "q1", tmp_path / "q2"
+    work.mkdir(), out.mkdir()
+    papermill = str(Path(sys.executable).with_name("papermill"))
+    command = [papermill, "--inject-output-path", str(ROOT / "notebooks" / "05-postmortem.ipynb"),
+               str(out / "out.ipynb"), "-p", "before", str(ROOT / "docs/examples/incident-before.txt"),
+               "-p", "after", str(ROOT / "docs/examples/incident-after.txt")]  # fmt: skip
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "unknown parameter" not in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["out.ipynb", "postmortem.html", "postmortem.md"]
+    assert list(work.iterdir()) == []
+    assert "written to beside the executed notebook" in (out / "out.ipynb").read_text()
