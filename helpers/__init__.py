@@ -8,7 +8,10 @@ Import the modules you need: ``from helpers import bundles, chains, lab, endpoin
 - ``endpoints``: AWS IoT endpoint names and the ATS client (the incident's fix);
 - ``botocore_facts``: which CA bundle botocore loads and why, its default iot-data host by release;
 - ``requirements`` and ``upgrade``: what each side of an upgrade installs, and what the upgrade breaks;
-- ``report`` and ``redaction``: the postmortem, and what is masked in everything exported;
+- ``devices``: a fleet's devices against their endpoints, with the roots they carry, and real MQTT clients;
+- ``report``, ``postmortem`` and ``redaction``: the postmortem's layout and evidence, and what is masked in
+  everything exported;
+- ``pki``: certificates for tests and the lab (trustme-style);
 - ``incident``, ``kinds``, ``notebook``: the incident's constants, the kinds of results and the kit's
   errors, and what the notebooks share.
 """
@@ -18,11 +21,14 @@ __all__ = [
     "botocore_facts",
     "bundles",
     "chains",
+    "devices",
     "endpoints",
     "incident",
     "kinds",
     "lab",
     "notebook",
+    "pki",
+    "postmortem",
     "redaction",
     "report",
     "requirements",

@@ -104,11 +104,11 @@ def _load(rule: Rule, path: str) -> tuple[bundles.Bundle | None, str]:
     from helpers import bundles
 
     try:
-        if rule == "certifi":  # the distribution's version, '2026.10.19.post1', as bundles.certifi() names it
+        if rule == Rule.CERTIFI:  # the version as bundles.certifi() names it: '2026.10.19.post1'
             import importlib.metadata
 
             return bundles.from_pem(path, name="certifi", version=importlib.metadata.version("certifi")), ""
-        if rule == "botocore-vendored":
+        if rule == Rule.BOTOCORE_VENDORED:
             import botocore
 
             return bundles.from_pem(path, name="botocore-vendored", version=botocore.__version__), ""
@@ -171,10 +171,11 @@ _WITHOUT_CERTIFI = """
 import json, sys
 sys.modules["certifi"] = None  # `import certifi` raises ImportError, as if certifi were uninstalled
 from helpers import _aws, botocore_facts  # light: pandas and the bundle loader stay in the parent
+from helpers.incident import REGION
 from botocore.httpsession import get_cert_path
 session = _aws.session(None)
 path, rule, explanation, verify = botocore_facts._resolve(None, session)
-client = session.client("iot-data", region_name="ap-northeast-2")
+client = session.client("iot-data", region_name=REGION)
 used = get_cert_path(client._endpoint.http_session._verify)
 print(json.dumps({"path": path, "rule": rule, "explanation": explanation, "verify": verify,
                   "client_path": used}))
@@ -414,8 +415,9 @@ class AtsBoundary:
 
 def ats_boundary(*, region: str = REGION) -> AtsBoundary:
     """The last probed release with the legacy default host and the first with the ATS one."""
-    rows = default_endpoint_table(region=region)[lambda f: f["host_class"].isin(["ats", "legacy-verisign"])]
-    is_ats = rows["host_class"].eq("ats").tolist()
+    table = default_endpoint_table(region=region)
+    rows = table[table["host_class"].isin([HostClass.ATS, HostClass.LEGACY_VERISIGN])]
+    is_ats = rows["host_class"].eq(HostClass.ATS).tolist()
     flips = [i for i in range(1, len(is_ats)) if is_ats[i] and not is_ats[i - 1]]
     if len(flips) != 1 or not all(is_ats[flips[0] :]):
         raise InputError(f"the table shows no single legacy -> ATS change for {region!r}")

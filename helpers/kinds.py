@@ -10,7 +10,11 @@ from enum import StrEnum
 
 
 class KitError(Exception):
-    """Base of every error the kit raises on purpose; its message is one line saying what to do."""
+    """Base of every error the kit raises on purpose; its message is one line saying what to do.
+
+    One exception is deliberately outside it: ``upgrade.GateFailure``, raised by
+    ``UpgradeCheck.raise_for_gate()``, is the gate's verdict on good input, not an error of the kit's.
+    """
 
 
 class InputError(KitError, ValueError):

@@ -606,8 +606,8 @@ def _run(sides: list[Side], *, mode: Mode, region: str, endpoint_hosts, chain_fi
 def style_changes(styler):
     """Colour the change column: broke red, fixed green."""
     colours = {
-        "broke": "background-color: #f8d7da",
-        "fixed": "background-color: #d4edda",
-        "unknown": "background-color: #fff3cd",
+        Change.BROKE: "background-color: #f8d7da",
+        Change.FIXED: "background-color: #d4edda",
+        Change.UNKNOWN: "background-color: #fff3cd",
     }
     return styler.map(lambda v: colours.get(v, ""), subset=["change"])
