@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import _ssl  # ENCODING_DER, for the certificate objects of Python < 3.13's unverified chain
 import datetime as dt
 import ipaddress
 import os
 import re
-import socket
-import ssl
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +17,18 @@ from cryptography import x509
 from cryptography.x509.verification import DNSName, IPAddress, PolicyBuilder, Store, VerificationError
 
 from helpers import _x509
+from helpers._capture import (  # the capture lives in its own module; its public names are served here
+    CLIENT_OFFERS,
+    ChainError,
+    Target,
+    fetch_chain,
+    fetch_chains,
+    offer,
+    parse_endpoint,
+    parse_target,
+)
 from helpers._io import atomic_write_text
-from helpers.kinds import InputError, KitError, MissingFileError, Reason
+from helpers.kinds import InputError, MissingFileError, Reason
 
 if TYPE_CHECKING:  # pandas is imported where a table is built, never for a verdict
     import pandas as pd
@@ -63,10 +70,6 @@ _HEADER_FIELDS = (
 )
 _HEADER_LINE = re.compile(r"^#\s*([a-z_]+):\s?(.*)$")
 _MAX_DEPTH = 8  # cryptography's default maximum chain depth
-
-
-class ChainError(KitError, OSError):
-    """A chain could not be captured from host:port; the message says why, in one line."""
 
 
 @dataclass(eq=False)
@@ -204,228 +207,7 @@ def load_chain(path_or_pem: str | os.PathLike | bytes) -> Chain:
     return Chain(certificates=parsed.certificates, notes=notes, **meta)
 
 
-# --- capture ---------------------------------------------------------------------------------------
-
-
-# What a client offers, by name: None is Python's default (TLS 1.3 and 1.2, ECDSA and RSA suites); the
-# others are TLS 1.2 suites of one key type only, as sslyze offers to find every chain a server has.
-CLIENT_OFFERS: dict[str, str | None] = {
-    "default": None,
-    "rsa-only": "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305",
-    "ecdsa-only": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305",
-}
-
-
-def offer(context: ssl.SSLContext, client_offer: str) -> ssl.SSLContext:
-    """Make ``context`` offer what a :data:`CLIENT_OFFERS` name says (TLS 1.2 and those suites only)."""
-    if client_offer not in CLIENT_OFFERS:
-        raise InputError(f"offer={client_offer!r}: use one of {', '.join(CLIENT_OFFERS)}")
-    suites = CLIENT_OFFERS[client_offer]
-    if suites is not None:
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-        context.set_ciphers(suites)
-    return context
-
-
-def _unverified_capture_context(
-    alpn: str | Iterable[str] | None = None, client_offer: str = "default"
-) -> ssl.SSLContext:
-    """A client context that records what the server presents WITHOUT verifying it (capture only).
-
-    Nothing made with it is ever trusted: :func:`fetch_chain` returns the certificates, and a verdict
-    comes only from :func:`verify` against an explicit trust store.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    if alpn:
-        context.set_alpn_protocols([alpn] if isinstance(alpn, str) else list(alpn))
-    return offer(context, client_offer)
-
-
-def _presented_chain_der(tls: ssl.SSLSocket) -> list[bytes]:
-    """DER of every certificate the peer sent, in its order (public API on 3.13+, else the _ssl object)."""
-    public = getattr(tls, "get_unverified_chain", None)
-    chain = public() if public is not None else tls._sslobj.get_unverified_chain()  # 3.10-3.12
-    return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in chain or []]
-
-
-def fetch_chain(
-    host: str,
-    port: int = 443,
-    *,
-    server_name: str | None = None,
-    timeout: float = 10.0,
-    alpn: str | Iterable[str] | None = None,
-    client_offer: str = "default",
-) -> Chain:
-    """Connect, do a real TLS handshake and record the whole chain the server presents, untrusted.
-
-    ``server_name`` is the SNI to send (default: ``host``); ``alpn`` offers protocols, e.g.
-    ``"x-amzn-mqtt-ca"`` for AWS IoT's MQTT on 443; ``client_offer`` names what the client offers
-    (:data:`CLIENT_OFFERS`: 'default', 'rsa-only', 'ecdsa-only'). No client certificate is sent: a
-    server asks for one only after presenting its chain, so a handshake that then fails (TLS 1.2
-    servers such as AWS IoT's port 8883) still yields the chain, noted as ``notes['handshake']``.
-    Failures before the chain arrives raise a one-line :class:`ChainError`.
-    """
-    where = f"{host}:{port}"
-    context = _unverified_capture_context(alpn, client_offer)
-    notes = {} if client_offer == "default" else {"client_offer": client_offer}
-    try:
-        with (
-            socket.create_connection((host, port), timeout=timeout) as raw,
-            context.wrap_socket(
-                raw, server_hostname=server_name or host, do_handshake_on_connect=False
-            ) as tls,
-        ):
-            peer = tls.getpeername()  # before the handshake: a server refusing us may reset the connection
-            try:
-                tls.do_handshake()
-            except ssl.SSLError as exc:  # e.g. a TLS 1.2 server that wants a client certificate
-                if not _presented_chain_der(tls):  # nothing presented yet: a plain failed handshake
-                    raise
-                notes["handshake"] = (
-                    f"failed after the server sent its chain ({exc.reason or exc}); "
-                    "a server that requires a client certificate ends TLS 1.2 handshakes this way"
-                )
-            ders = _presented_chain_der(tls)
-            cipher = tls.cipher()
-            chain_meta = {
-                "peer_address": f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}",
-                "tls_version": tls.version() or (cipher[1] if cipher else None),
-                "cipher": cipher[0] if cipher else None,
-                "alpn": tls.selected_alpn_protocol(),
-            }
-    except socket.gaierror as exc:
-        raise ChainError(f"{where}: cannot resolve {host!r} ({exc.strerror}); check the name") from None
-    except ConnectionRefusedError:
-        raise ChainError(f"{where}: connection refused; nothing is listening there") from None
-    except TimeoutError:
-        raise ChainError(
-            f"{where}: no answer within {timeout:g} s; check the host, port and firewall"
-        ) from None
-    except ConnectionResetError:
-        raise ChainError(f"{where}: the peer reset the connection during the TLS handshake") from None
-    except ssl.SSLEOFError:
-        raise ChainError(f"{where}: the peer closed the connection during the TLS handshake") from None
-    except ssl.SSLError as exc:
-        raise ChainError(
-            f"{where}: TLS handshake failed ({exc.reason or exc}); is this a TLS port?"
-        ) from None
-    except OSError as exc:
-        raise ChainError(f"{where}: cannot connect ({exc.strerror or exc})") from None
-    return Chain(
-        _certificates_from_der(ders, where),
-        host=host,
-        port=port,
-        server_name=server_name,
-        captured_at=dt.datetime.now(dt.UTC),
-        notes=notes,
-        **chain_meta,
-    )
-
-
-def fetch_chains(
-    host: str,
-    port: int = 443,
-    *,
-    server_name: str | None = None,
-    timeout: float = 10.0,
-    alpn: str | Iterable[str] | None = None,
-) -> dict[str, Chain]:
-    """Every chain the server presents, as sslyze finds them: offer RSA suites only, then ECDSA only.
-
-    Returns {'rsa-only': Chain, 'ecdsa-only': Chain}, without an offer the server refused (it has no
-    chain of that key type) or one that got the same chain as an earlier offer. Untrusted, as
-    :func:`fetch_chain`; ChainError if no offer gets a chain.
-    """
-    found: dict[str, Chain] = {}
-    errors: list[str] = []
-    for client_offer in ("rsa-only", "ecdsa-only"):
-        try:
-            chain = fetch_chain(
-                host, port, server_name=server_name, timeout=timeout, alpn=alpn, client_offer=client_offer
-            )
-        except ChainError as exc:
-            if "TLS handshake failed" not in str(exc):  # unreachable, not a key type it lacks
-                raise
-            errors.append(f"{client_offer}: {exc}")
-            continue
-        if not any(chain.certificates == seen.certificates for seen in found.values()):
-            found[client_offer] = chain
-    if not found:
-        raise ChainError("; ".join(errors))
-    return found
-
-
-def _certificates_from_der(ders: list[bytes], where: str) -> list[x509.Certificate]:
-    """The presented certificates, parsed; a one-line ChainError naming the one that cannot be."""
-    if not ders:
-        raise ChainError(f"{where}: the server presented no certificate")
-    certificates = []
-    for position, der in enumerate(ders, start=1):
-        try:
-            certificates.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise ChainError(
-                f"{where}: certificate {position} of {len(ders)} the server sent cannot be parsed "
-                f"({' '.join(str(exc).split())}; sha256 {_x509.der_fingerprint(der)})"
-            ) from None
-    return certificates
-
-
-_ENDPOINT = re.compile(
-    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?))(?::(?P<port>\d{1,5}))?"
-    r"(?:\{(?P<address>[^{}]*)\})?$"
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """An endpoint to capture: the name (sent as SNI and checked), the port, and the address to connect
-    to when it is not the name's own (sslyze's ``host:port{ip}``)."""
-
-    host: str
-    port: int
-    address: str | None = None
-
-    @property
-    def label(self) -> str:
-        """'host:port', or 'host:port{address}'."""
-        return f"{self.host}:{self.port}" + (f"{{{self.address}}}" if self.address else "")
-
-
-def parse_target(text: str, *, default_port: int = 443) -> Target:
-    """'HOST[:PORT][{IP}]' or '[v6][:PORT][{IP}]' -> :class:`Target`; a one-line InputError otherwise.
-
-    ``{IP}`` connects to that address (IPv4, or IPv6 with or without brackets) while sending HOST.
-    """
-    usage = "use HOST, HOST:PORT or HOST:PORT{IP} with a port from 1 to 65535"
-    match = _ENDPOINT.match(text.strip()) if isinstance(text, str) else None
-    if not match:
-        raise InputError(f"bad endpoint {text!r}: {usage}")
-    port = int(match["port"]) if match["port"] else default_port
-    if not 0 < port < 65536:
-        raise InputError(f"bad endpoint {text!r}: {usage}")
-    address = match["address"]
-    if address is not None:
-        literal = address.strip().removeprefix("[").removesuffix("]")
-        try:
-            address = str(ipaddress.ip_address(literal))
-        except ValueError:
-            raise InputError(
-                f"bad endpoint {text!r}: {{{address}}} is not an IP address; {usage}, e.g. "
-                "a1b2-ats.iot.eu-west-1.amazonaws.com:8883{10.0.0.5}"
-            ) from None
-    return Target((match["v6"] or match["name"]).lower(), port, address)
-
-
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """'host', 'host:port' or '[v6]:port' -> (host, port); ValueError naming the input otherwise."""
-    target = parse_target(text)
-    if target.address:
-        raise InputError(f"bad endpoint {text!r}: use HOST or HOST:PORT here, without {{IP}}")
-    return target.host, target.port
+# --- what to check: saved chains and live captures ------------------------------------------------
 
 
 def collect(

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from helpers import _x509, bundles, chains, pki
+from helpers import _capture, _x509, bundles, chains, pki
 from helpers.chains import ChainError
 from helpers.kinds import InputError
 
@@ -410,12 +410,24 @@ def test_capture_records_connection_facts_and_alpn(world: World, tmp_path: Path)
     assert [_x509.display_name(c.subject) for c in chain.certificates] == [AWS_HOST, G4]
 
 
+def _der(pems: list[bytes]) -> list[bytes]:
+    """DER of each PEM certificate, in order."""
+    return [x509.load_pem_x509_certificate(p).public_bytes(serialization.Encoding.DER) for p in pems]
+
+
+def _presented(chain: chains.Chain) -> list[bytes]:
+    """DER of each certificate a capture recorded, in order."""
+    return [c.public_bytes(serialization.Encoding.DER) for c in chain.certificates]
+
+
 @pytest.mark.skipif(sys.version_info >= (3, 13), reason="checks the pre-3.13 path; 3.13+ has the public API")
 def test_capture_gets_the_whole_chain_before_python_3_13(world: World, tmp_path: Path) -> None:
-    assert not hasattr(ssl.SSLSocket, "get_unverified_chain")  # so the _sslobj path is the one in use
+    assert not hasattr(ssl.SSLSocket, "get_unverified_chain")  # so pyOpenSSL reads the chain
     with tls_server(world.leaves["good"], tmp_path, include_root=True) as port:
         chain = chains.fetch_chain("127.0.0.1", port, timeout=5)
-    assert len(chain) == 3 and chain.certificates[-1] == world.lab_root.cert
+    assert "OpenSSL.SSL" in sys.modules  # imported by the capture (no chain file needs it: test_cli)
+    assert _presented(chain) == _der(world.leaves["good"].cert_chain_pems(include_root=True))
+    assert chain.certificates[-1] == world.lab_root.cert and "handshake" not in chain.notes
 
 
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="SSLSocket.get_unverified_chain is public from 3.13")
@@ -425,10 +437,77 @@ def test_capture_uses_the_public_api_from_python_3_13(world: World, tmp_path: Pa
     assert len(chain) == 3 and chain.certificates[-1] == world.lab_root.cert
 
 
-def test_capture_context_verifies_nothing_and_says_so() -> None:
-    context = chains._unverified_capture_context()
+@pytest.mark.parametrize("client_offer", ["default", "rsa-only"])
+def test_a_tls12_server_wanting_a_client_certificate_still_gives_its_exact_chain(
+    world: World, tmp_path: Path, client_offer: str
+) -> None:
+    """The handshake fails for want of a client certificate, after the server sent its chain: the
+    capture records that chain, certificate for certificate, and says the handshake failed."""
+    root = pki.CA("Kit Client-Auth Root", key_type="rsa")
+    leaf = root.issue_cert("mqtt.example", key_type="rsa")
+    chain_path, key_path = leaf.write_files(tmp_path, "server", include_root=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain_path, key_path)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # the client learns of the refusal in the handshake
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=root.cert_pem.decode())
+    refusals: list[str] = []
+
+    def handle(conn: socket.socket) -> None:
+        try:
+            with context.wrap_socket(conn, server_side=True):
+                refusals.append("accepted")
+        except ssl.SSLError as exc:
+            refusals.append(exc.reason)
+
+    with _serving(handle) as port:
+        chain = chains.fetch_chain(
+            "127.0.0.1", port, server_name="mqtt.example", timeout=5, client_offer=client_offer
+        )
+    assert refusals == ["PEER_DID_NOT_RETURN_A_CERTIFICATE"]
+    assert _presented(chain) == _der(leaf.cert_chain_pems(include_root=True))
+    assert "failed after the server sent its chain" in chain.notes["handshake"]
+    assert chain.tls_version == "TLSv1.2" and chain.cipher.startswith("ECDHE-RSA-")
+    assert chain.peer_address == f"127.0.0.1:{port}"
+
+
+def test_capture_verifies_nothing_and_says_so(world: World, tmp_path: Path) -> None:
+    context = _capture._unverified_capture_context()
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
-    assert "_unverified" in chains._unverified_capture_context.__name__
+    # A self-signed certificate for another name: no store trusts it, and the capture still records it.
+    stranger = _self_signed_leaf("stranger.example")
+    with tls_server(stranger, tmp_path) as port:
+        chain = chains.fetch_chain("127.0.0.1", port, server_name="good.example", timeout=5)
+    assert chain.certificates == [stranger.cert] and "handshake" not in chain.notes
+    assert not chains.verify(chain, world.stores["lab"], hostname="good.example", at=AT).ok
+
+
+@pytest.mark.parametrize("client_offer", list(chains.CLIENT_OFFERS))
+def test_pyopenssl_offers_what_pythons_ssl_offers(client_offer: str) -> None:
+    """Before 3.13 pyOpenSSL does the handshake: it offers the ssl context's suites, in order, its
+    versions, and verifies nothing."""
+    SSL = pytest.importorskip("OpenSSL.SSL")  # installed where Python < 3.13
+    context = _capture._unverified_capture_context(client_offer=client_offer)
+    copied = _capture._unverified_pyopenssl_context(context, "x-amzn-mqtt-ca")
+    assert copied.get_verify_mode() == SSL.VERIFY_NONE
+    assert SSL.Connection(copied).get_cipher_list() == [c["name"] for c in context.get_ciphers()]
+
+
+def test_capture_sends_the_server_name_but_no_sni_for_an_address(world: World, tmp_path: Path) -> None:
+    seen: list[str | None] = []
+    chain_path, key_path = world.leaves["good"].write_files(tmp_path, "server")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain_path, key_path)
+    context.sni_callback = lambda _tls, name, _context: seen.append(name)
+
+    def handle(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1)
+
+    with _serving(handle) as port:
+        chains.fetch_chain("127.0.0.1", port, server_name="good.example", timeout=5)
+        chains.fetch_chain("127.0.0.1", port, timeout=5)
+    assert seen == ["good.example", None]
 
 
 def _closed_port() -> int:
@@ -451,6 +530,13 @@ def _reset(conn: socket.socket) -> None:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+def _close(conn: socket.socket) -> None:
+    """Read the whole ClientHello record, then close the connection cleanly (a TCP FIN)."""
+    with contextlib.suppress(OSError):
+        header = conn.recv(5, socket.MSG_WAITALL)
+        conn.recv(int.from_bytes(header[3:5], "big"), socket.MSG_WAITALL)
+
+
 @contextlib.contextmanager
 def _silent_listener() -> Iterator[int]:
     """A port that accepts TCP connections (the kernel's backlog) but never says anything."""
@@ -466,6 +552,7 @@ def _silent_listener() -> Iterator[int]:
         ("timeout", "no answer within 0.3 s"),
         ("not-tls", "is this a TLS port"),
         ("reset", "reset the connection"),
+        ("closed", "closed the connection during the TLS handshake"),
     ],
 )
 def test_capture_errors_are_one_line_and_name_host_port(kind: str, words: str) -> None:
@@ -478,7 +565,8 @@ def test_capture_errors_are_one_line_and_name_host_port(kind: str, words: str) -
         elif kind == "timeout":
             port = stack.enter_context(_silent_listener())
         else:
-            port = stack.enter_context(_serving(_write_http if kind == "not-tls" else _reset))
+            handle = {"not-tls": _write_http, "reset": _reset, "closed": _close}[kind]
+            port = stack.enter_context(_serving(handle))
         with pytest.raises(ChainError) as caught:
             chains.fetch_chain(host, port, timeout=0.3)
     message = str(caught.value)
@@ -490,14 +578,14 @@ def test_a_presented_certificate_that_cannot_be_parsed_is_named_in_one_line(worl
     # An OpenSSL server will not send a certificate it cannot load, so the parser is fed directly
     # what a broken peer could send: a good certificate, then a DER INTEGER.
     der = world.leaves["good"].cert.public_bytes(serialization.Encoding.DER)
-    assert chains._certificates_from_der([der], "h:1") == [world.leaves["good"].cert]
+    assert _capture._certificates_from_der([der], "h:1") == [world.leaves["good"].cert]
     with pytest.raises(ChainError) as caught:
-        chains._certificates_from_der([der, b"\x02\x01\x01"], "h:1")
+        _capture._certificates_from_der([der, b"\x02\x01\x01"], "h:1")
     message = str(caught.value)
     assert message.startswith("h:1: certificate 2 of 2 the server sent cannot be parsed")
     assert "\n" not in message
     with pytest.raises(ChainError, match="^h:1: the server presented no certificate$"):
-        chains._certificates_from_der([], "h:1")
+        _capture._certificates_from_der([], "h:1")
 
 
 # --- evidence: save and load -----------------------------------------------------------------------

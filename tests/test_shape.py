@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ PRIVATE_MODULE_USERS = {
     "_certifi_build": {"cli", "_botocore_fetch", "_resolver"},
     "_certifi_store": {"bundles", "_certifi_build"},
     "_git": {"cli"},
+    "_capture": {"chains"},
     "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_twins", "lab"},
     "_io": None,  # shared: atomic writes
     "_lab_mqtt": {"lab"},
@@ -84,3 +86,58 @@ def test_no_module_forks_freezes_the_collector_or_calls_private_interpreter_func
     pattern = re.compile(r"os\.fork\(|gc\.freeze\(|threading\._shutdown|atexit\._run_exitfuncs|sys\._\w+\(")
     offenders = [p.name for p in MODULES if pattern.search(p.read_text())]
     assert offenders == []
+
+
+# The one private CPython module the kit may import, and why: the lab's name routing must replace the C
+# socket type and lookups that `socket` re-exports (issue 13), so it imports `_socket` by design.
+PRIVATE_CPYTHON_ALLOWED = {("_lab_routing.py", "_socket")}
+
+
+def _private_cpython_uses(path: Path) -> list[str]:
+    """Imports of CPython's private modules (``_ssl``, ``_socket``, ...) and their private objects
+    (``._sslobj``, ``ssl._ssl``) in a file, as text."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module.split(".")[0]]
+        else:
+            modules = []
+        found += [
+            f"import {m}"
+            for m in modules
+            if m.startswith("_") and m in sys.stdlib_module_names and m != "__future__"
+            if (path.name, m) not in PRIVATE_CPYTHON_ALLOWED
+        ]
+        if isinstance(node, ast.Attribute) and (
+            node.attr == "_sslobj"
+            or (
+                isinstance(node.value, ast.Name)
+                and node.value.id in ("ssl", "socket")
+                and node.attr == f"_{node.value.id}"
+            )
+        ):
+            found.append(f".{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "helpers").rglob("*.py")), ids=lambda p: p.stem)
+def test_no_module_uses_a_private_cpython_module_or_object(path: Path):
+    """No ``import _ssl``, ``from _ssl``, ``._sslobj`` (Python's ssl internals): the kit reads a
+    presented chain through public APIs only (issue 11)."""
+    assert _private_cpython_uses(path) == [], path.relative_to(ROOT)
+
+
+def test_the_private_cpython_check_catches_what_chains_did_before_issue_11(tmp_path: Path):
+    before = tmp_path / "chains.py"
+    before.write_text(
+        "import _ssl\nfrom _ssl import ENCODING_DER\nimport ssl\n"
+        "def f(tls):\n    return tls._sslobj.get_unverified_chain(), ssl._ssl.ENCODING_DER\n"
+    )
+    assert sorted(_private_cpython_uses(before)) == ["._ssl", "._sslobj", "import _ssl", "import _ssl"]
+    routing = tmp_path / "_lab_routing.py"
+    routing.write_text("import _socket\n")
+    assert _private_cpython_uses(routing) == []  # the documented exception, in that file only
+    (tmp_path / "lab.py").write_text("import _socket\n")
+    assert _private_cpython_uses(tmp_path / "lab.py") == ["import _socket"]
