@@ -21,6 +21,7 @@ import pytest
 from botocore.retries import standard
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from helpers import _lab_routing, _lab_twins, _x509, botocore_facts, bundles, chains, lab
@@ -826,43 +827,56 @@ _CLIENT_SUITES = {
 }
 
 
-def _served(port: int, ca_file: str, suites: str | None) -> tuple[str, str, str]:
-    """A verifying handshake to data-ats: (leaf key type, the root the client reached, TLS version)."""
-    context = ssl.create_default_context(cafile=ca_file)
-    if suites:
-        context.maximum_version = ssl.TLSVersion.TLSv1_2
-        context.set_ciphers(suites)
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname=f"data-ats.iot.{REGION}.amazonaws.com") as tls,
-    ):
-        public = getattr(tls, "get_verified_chain", None)  # 3.13+; before, on the _ssl object
-        verified = public() if public is not None else tls._sslobj.get_verified_chain()
-        ders = [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in verified]
-        leaf, root = (x509.load_der_x509_certificate(d) for d in (ders[0], ders[-1]))
-        key = "rsa" if isinstance(leaf.public_key(), rsa.RSAPublicKey) else "ec"
-        return key, _x509.name_attr(root.subject, NameOID.COMMON_NAME), tls.version()
+_ROOTS_TRIED = (ROOT_CA_1, ROOT_CA_3, STARFIELD_G2)
+
+
+def _served(port: int, views: dict[str, str], suites: str | None) -> tuple[str, frozenset[str], str]:
+    """Verifying handshakes to data-ats, each trusting one root's lab twin alone: (leaf key type, the
+    roots the client's chain reaches, TLS version). OpenSSL verifies; Python's public ssl API says only
+    whether it did, so each root is tried on its own (a chain verifies against one root only if it
+    leads there)."""
+    reached, key, version = set(), None, None
+    for root, ca_file in views.items():
+        context = ssl.create_default_context(cafile=ca_file)
+        if suites:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
+            context.set_ciphers(suites)
+        try:
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname=f"data-ats.iot.{REGION}.amazonaws.com") as tls,
+            ):
+                leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+                key = "rsa" if isinstance(leaf.public_key(), rsa.RSAPublicKey) else "ec"
+                reached.add(root)
+                version = tls.version()
+        except ssl.SSLCertVerificationError:
+            continue
+    return key, frozenset(reached), version
 
 
 @pytest.fixture(scope="class")
 def served():
-    """A handshake function on one lab, trusting certifi 2020.6.20's view (every root): the server picks."""
-    ca_file = str(lab.trust_view(bundles.certifi("2020.6.20")).path())
+    """A handshake function on one lab: the server picks its chain from what the client offers."""
+    certifi = bundles.certifi("2020.6.20")
+    pems = {root: certifi.find(root)[0].public_bytes(Encoding.PEM) for root in _ROOTS_TRIED}
+    alone = {root: bundles.from_pem(pem, name=root) for root, pem in pems.items()}
+    views = {root: str(lab.trust_view(bundle).path()) for root, bundle in alone.items()}
     with lab.Lab(REGION) as server:
-        yield lambda suites: _served(server.port, ca_file, suites)
+        yield lambda suites: _served(server.port, views, suites)
 
 
 class TestWhichAtsChain:
     """Real verifying handshakes to data-ats: which leaf key and root each kind of client gets."""
 
     def test_pythons_default_context_gets_the_rsa_chain_to_root_ca_1(self, served):
-        assert served(None) == ("rsa", ROOT_CA_1, "TLSv1.2")
+        assert served(None) == ("rsa", frozenset({ROOT_CA_1, STARFIELD_G2}), "TLSv1.2")
 
     def test_an_rsa_only_client_gets_the_rsa_chain(self, served):
-        assert served(_CLIENT_SUITES["rsa-only"])[:2] == ("rsa", ROOT_CA_1)
+        assert served(_CLIENT_SUITES["rsa-only"])[:2] == ("rsa", frozenset({ROOT_CA_1, STARFIELD_G2}))
 
     def test_an_ecdsa_only_client_gets_the_ecdsa_chain_to_root_ca_3(self, served):
-        assert served(_CLIENT_SUITES["ecdsa-only"])[:2] == ("ec", ROOT_CA_3)
+        assert served(_CLIENT_SUITES["ecdsa-only"])[:2] == ("ec", frozenset({ROOT_CA_3, STARFIELD_G2}))
 
 
 def test_root_file_verdicts_follow_the_evidence():
