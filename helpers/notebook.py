@@ -215,11 +215,15 @@ _CHECKS = {  # parameter name -> check; names ending in _certifi or _release are
 }
 
 
-def check_parameters(*, modes: tuple[str, ...] = ("lab", "live"), **parameters) -> SimpleNamespace:
+def check_parameters(
+    *, modes: tuple[str, ...] = ("lab", "live"), live_needs: tuple[str, ...] = (), **parameters
+) -> SimpleNamespace:
     """Check a notebook's parameters by name; the cleaned values as attributes.
 
-    ``modes`` are the values ``mode`` may take. An unknown parameter name is a TypeError (a check
-    is missing here, not a bad value). A parameter holding a secret gets a warning on stderr (by name).
+    ``modes`` are the values ``mode`` may take; ``live_needs`` names the parameters that must not be
+    empty when ``mode`` is 'live' (paths a live run cannot do without). An unknown parameter name is a
+    TypeError (a check is missing here, not a bad value). A parameter holding a secret gets a warning on
+    stderr (by name).
     """
     checks = _CHECKS | {"mode": functools.partial(_mode, modes=modes)}
     cleaned = {}
@@ -231,6 +235,10 @@ def check_parameters(*, modes: tuple[str, ...] = ("lab", "live"), **parameters) 
         else:
             raise TypeError(f"check_parameters() has no check for {name!r}")
         cleaned[name] = check(name, value)
+    missing = [name for name in live_needs if cleaned.get("mode") == "live" and not cleaned.get(name)]
+    if missing:
+        names = ", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1 else missing[0]
+        raise InputError(f"mode='live' needs {names} (paths to PEM files); give them as parameters")
     _warn_of_secrets(parameters)
     return SimpleNamespace(**cleaned)
 

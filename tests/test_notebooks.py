@@ -334,3 +334,19 @@ def test_notebook_02_with_another_root_still_singles_out_the_root_at_fault(tmp_p
     assert "no release" not in alt and "no red line: Amazon Root CA 1 is still in the newest release" in alt
     between = next(c for c in nb.cells if "cacert_sha256" in c.source)
     assert not re.search(r"[0-9a-f]{64}", between.outputs[0]["data"]["text/html"])  # short, like fingerprints
+
+
+def test_a_live_run_without_what_it_needs_is_refused_up_front_in_one_line(tmp_path):
+    """Notebook 06's live mode needs a device certificate, its key and root files: named, not guessed."""
+    from helpers import notebook, pki
+    from helpers.kinds import InputError
+
+    cert = tmp_path / "device.pem"
+    cert.write_bytes(pki.CA("Device Test CA").cert_pem)
+    needs = ("device_cert", "device_key", "root_files")
+    empty = {"device_key": "", "root_files": [], "live_needs": needs}
+    assert notebook.check_parameters(mode="lab", device_cert="", **empty).mode == "lab"
+    with pytest.raises(InputError) as refused:
+        notebook.check_parameters(mode="live", device_cert=str(cert), **empty)
+    assert str(refused.value).startswith("mode='live' needs device_key and root_files")
+    assert "\n" not in str(refused.value)
