@@ -25,6 +25,7 @@ PRIVATE_MODULE_USERS = {
     "_lab_mqtt": {"lab"},
     "_lab_routing": {"lab"},
     "_lab_twins": {"lab"},
+    "_locks": {"requirements"},
     "_paths": None,  # shared: where the data is
     "_resolver": {"requirements"},
     "_x509": None,  # shared: certificate parsing
