@@ -70,7 +70,7 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
     import signal
     from pathlib import Path
 
-    from helpers import _certifi_build
+    from helpers import _certifi_build, _index
 
     if not 1 <= args.workers <= MAX_WORKERS:
         raise UsageError(f"--workers {args.workers}: give a number from 1 to {MAX_WORKERS}")
@@ -91,7 +91,7 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
             workers=args.workers,
             prune=args.prune,
         )
-    except (_certifi_build.IndexUnreachable, _certifi_build.BuildError) as exc:
+    except (_index.IndexUnreachable, _index.BuildError) as exc:
         print(f"atskit: error: {exc}; the embedded certifi data is unchanged", file=sys.stderr)
         return 1
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.line())

@@ -17,9 +17,10 @@ MODULES = sorted((ROOT / "helpers").glob("*.py"))
 PRIVATE_MODULE_USERS = {
     "_aws": {"botocore_facts", "endpoints", "lab"},
     "_botocore_fetch": {"botocore_facts"},  # and scripts/build_botocore_history.py (not covered here)
-    "_certifi_build": {"cli", "_botocore_fetch", "_resolver"},
+    "_certifi_build": {"cli"},
     "_certifi_store": {"bundles", "_certifi_build"},
     "_git": {"cli"},
+    "_index": {"cli", "_botocore_fetch", "_certifi_build", "_resolver"},
     "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_twins", "lab"},
     "_io": None,  # shared: atomic writes
     "_lab_mqtt": {"lab"},
