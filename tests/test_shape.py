@@ -21,11 +21,12 @@ PRIVATE_MODULE_USERS = {
     "_certifi_store": {"bundles", "_certifi_build"},
     "_git": {"cli"},
     "_index": {"cli", "_botocore_fetch", "_certifi_build", "_resolver"},
-    "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_twins", "lab"},
+    "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_server", "_lab_twins"},
     "_io": None,  # shared: atomic writes
-    "_lab_mqtt": {"lab"},
-    "_lab_routing": {"lab"},
-    "_lab_twins": {"lab"},
+    "_lab_mqtt": {"_lab_server"},
+    "_lab_routing": {"lab", "_lab_server"},
+    "_lab_server": {"lab"},
+    "_lab_twins": {"lab", "_lab_server"},
     "_locks": {"requirements"},
     "_paths": None,  # shared: where the data is
     "_resolver": {"requirements"},
