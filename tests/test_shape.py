@@ -19,7 +19,9 @@ PRIVATE_MODULE_USERS = {
     "_botocore_fetch": {"botocore_facts"},  # and scripts/build_botocore_history.py (not covered here)
     "_certifi_build": {"cli"},
     "_certifi_store": {"bundles", "_certifi_build"},
-    "_git": {"cli"},
+    "_cli_gate": {"cli"},
+    "_cli_parser": {"cli", "_cli_gate"},
+    "_git": {"_cli_gate"},
     "_index": {"cli", "_botocore_fetch", "_certifi_build", "_resolver"},
     "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_server", "_lab_twins"},
     "_io": None,  # shared: atomic writes
