@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography.x509.oid import NameOID
 
 from helpers import _cache, _x509
-from helpers._certifi_build import PipSettings, ReleaseFile, download, fetch_index_page, pip_settings
+from helpers._index import PipSettings, ReleaseFile, download, fetch_index_page, pip_settings
 from helpers._io import atomic_write_bytes
 from helpers.kinds import InputError, KitError
 
@@ -237,7 +237,7 @@ def release(
     """botocore ``version``'s vendored bundle and default iot-data host for ``regions`` (and :data:`REGIONS`).
 
     From the cache when it holds them; otherwise the wheel is fetched with pip from the user's index
-    (``settings``, default :func:`~helpers._certifi_build.pip_settings`), checked against the index's
+    (``settings``, default :func:`~helpers._index.pip_settings`), checked against the index's
     sha256, and run in a child Python. Raises a one-line KitError (FetchError, IndexUnreachable,
     BuildError, UnusableError) when that is impossible; nothing is cached then.
     """

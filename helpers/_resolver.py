@@ -25,7 +25,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from helpers._certifi_build import PipSettings, open_url, pip_settings
+from helpers._index import PipSettings, open_url, pip_settings
 from helpers.kinds import KitError
 from helpers.requirements import ResolutionError, normalize
 

@@ -9,22 +9,10 @@ import os
 import sys
 from pathlib import Path
 
+from helpers import _cli_gate, _cli_parser
+from helpers._cli_gate import summary_markdown as summary_markdown  # cli.summary_markdown: the job summary
+from helpers._cli_parser import Parser, UsageError, fail, folder, regular_file
 from helpers.kinds import InputError, KitError
-
-
-class UsageError(KitError):
-    """Bad usage or input: exit code 2, one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with usage errors as one line (exit 2), like every other atskit error."""
-
-    json_errors = False  # set by main() when --json is on the command line: the error as JSON too
-
-    def error(self, message: str):
-        """Print ``atskit: error: ...`` naming the subcommand's --help, and exit 2."""
-        _fail(UsageError(f"{message} (see '{self.prog} --help')"), as_json=_Parser.json_errors)
-        raise SystemExit(2)
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
@@ -35,7 +23,7 @@ def _run_notebooks(args: argparse.Namespace) -> int:
 
     if not runner.notebook_paths():
         raise UsageError("no numbered notebooks found in notebooks/")
-    _folder(args.out, "--out", "a folder for the reports (made if missing)")
+    folder(args.out, "--out", "a folder for the reports (made if missing)")
     started = time.perf_counter()
     runs = runner.run_all(args.out, on_done=None if args.json else lambda r: print(r.line(), flush=True))
     wall = time.perf_counter() - started
@@ -70,13 +58,13 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
     import signal
     from pathlib import Path
 
-    from helpers import _certifi_build
+    from helpers import _certifi_build, _index
 
     if not 1 <= args.workers <= MAX_WORKERS:
         raise UsageError(f"--workers {args.workers}: give a number from 1 to {MAX_WORKERS}")
     for option, path in (("--data-dir", args.data_dir), ("--cache-dir", args.cache_dir)):
         if path is not None:
-            _folder(path, option, "a folder (made if missing)")
+            folder(path, option, "a folder (made if missing)")
 
     def interrupted(*_):  # SIGTERM ends a refresh as Ctrl-C does: pip ended, the data left as it was
         raise KeyboardInterrupt
@@ -91,7 +79,7 @@ def _refresh_certifi(args: argparse.Namespace) -> int:
             workers=args.workers,
             prune=args.prune,
         )
-    except (_certifi_build.IndexUnreachable, _certifi_build.BuildError) as exc:
+    except (_index.IndexUnreachable, _index.BuildError) as exc:
         print(f"atskit: error: {exc}; the embedded certifi data is unchanged", file=sys.stderr)
         return 1
     print(json.dumps(result.as_dict(), indent=2) if args.json else result.line())
@@ -136,7 +124,7 @@ def load_bundles(spec: str, *, option: str = "--bundle") -> list:
         if text in _NAMED_BUNDLES:
             return [getattr(bundles, _NAMED_BUNDLES[text])()]
         if Path(text).exists():
-            _regular_file(text, option, "the path of a PEM file")
+            regular_file(text, option, "the path of a PEM file")
             bundle = bundles.from_pem(text)
             _warn_not_authorities(bundle, f"{option} {spec}")
             return [bundle]
@@ -161,7 +149,7 @@ def _warn_not_authorities(bundle, given: str) -> None:
 
 def read_endpoints_file(path: str) -> list[str]:
     """Endpoints from a file: one HOST[:PORT] a line; blank lines and '#' comments ignored."""
-    _regular_file(path, "--endpoints-file", "a file with one HOST[:PORT] a line")
+    regular_file(path, "--endpoints-file", "a file with one HOST[:PORT] a line")
     try:
         lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -191,69 +179,8 @@ def _chain_files(args: argparse.Namespace) -> list[str]:
     """--chain-file paths, each an existing file."""
     paths = args.chain_file or []
     for path in paths:
-        _regular_file(path, "--chain-file", "a PEM file saved by atskit")
+        regular_file(path, "--chain-file", "a PEM file saved by atskit")
     return paths
-
-
-def _regular_file(path: str, option: str, what: str) -> None:
-    """UsageError unless ``path`` is an existing regular file (a folder, FIFO or device would hang or
-    mislead); ``what`` says what to pass instead."""
-    import stat
-
-    if not str(path).strip():
-        raise UsageError(f"{option}: the path is empty; pass {what}")
-    try:
-        mode = Path(path).stat().st_mode
-    except OSError:
-        raise UsageError(f"{option} {path or repr(path)}: no such file; pass {what}") from None
-    if stat.S_ISDIR(mode):
-        raise UsageError(f"{option} {path}: is a directory; pass {what}")
-    if not stat.S_ISREG(mode):
-        raise UsageError(f"{option} {path}: not a regular file (a pipe or device); pass {what}")
-
-
-def _folder(path: str | None, option: str, what: str = "a folder") -> None:
-    """UsageError unless ``path`` is None, a folder, or a path a folder can be made at: an empty path
-    (the current folder, silently) or a file in the way (found only after the downloads, or a device
-    such as /dev/null) is refused."""
-    if path is None:
-        return
-    if not str(path).strip():
-        raise UsageError(f"{option}: the path is empty; pass {what}")
-    here = Path(path)
-    while not os.path.lexists(here) and here != here.parent:  # the nearest part of the path that exists
-        here = here.parent
-    if not here.is_dir():
-        which = "it" if here == Path(path) else str(here)
-        raise UsageError(f"{option} {path}: {which} is not a folder; pass {what}")
-
-
-def _not_empty(what: str):
-    """An argparse type for a text option that must not be empty (an empty value would silently
-    mean the default); ``what`` says what to give."""
-
-    def text(value: str) -> str:
-        if not value.strip():
-            raise argparse.ArgumentTypeError(f"empty; give {what}, or leave the option out")
-        return value
-
-    return text
-
-
-MIN_SECONDS = 0.01  # below this no handshake or lab can finish: the value is a typo
-
-
-def _seconds(text: str) -> float:
-    """--timeout / --duration: a finite number of seconds, from 0.01 to a day."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not MIN_SECONDS <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text!r}: give seconds above 0 (0.01 or more) and at most 86400")
-    return value
 
 
 def _mode(args: argparse.Namespace, hosts: list[str]) -> str:
@@ -327,7 +254,7 @@ def _check(args: argparse.Namespace) -> int:
     from helpers import chains
 
     at = parse_at(args.at)
-    _folder(args.save_chains, "--save-chains", "a folder to save the chains in (made if missing)")
+    folder(args.save_chains, "--save-chains", "a folder to save the chains in (made if missing)")
     bundle_list = [b for spec in (args.bundle or ["installed"]) for b in load_bundles(spec)]
     hosts, chain_files = _endpoint_hosts(args), _chain_files(args)
     mode = _mode(args, hosts)
@@ -360,9 +287,6 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-MQTT_ALPN = "x-amzn-mqtt-ca"  # AWS IoT's ALPN for MQTT with a client certificate on port 443
-
-
 def _lab_endpoints(env) -> list[tuple[list[str], str | None]]:
     """What ``check --lab`` covers, as (endpoints, ALPN) groups: the HTTPS data endpoints, then the
     account's device (MQTT) endpoints as the lab serves them: 8883, and 443 with ALPN x-amzn-mqtt-ca
@@ -379,7 +303,7 @@ def _devices(args: argparse.Namespace) -> int:
     from helpers import devices
     from helpers.kinds import Mode
 
-    _regular_file(args.inventory, "devices", "a CSV inventory (device, endpoint, root_file or root_sha256)")
+    regular_file(args.inventory, "devices", "a CSV inventory (device, endpoint, root_file or root_sha256)")
     chain_files = _chain_files(args)
     mode = Mode.LAB if args.lab else Mode.SAVED if chain_files else Mode.LIVE
     result = devices.check_inventory(
@@ -525,10 +449,10 @@ def _upgrade_check(args: argparse.Namespace) -> int:
 
     for name in ("before", "after"):
         if not str(getattr(args, name)).strip():
-            _regular_file(
+            regular_file(
                 "", f"--{name}", "a requirements or lock file, or inline pins like 'certifi==2021.10.8'"
             )
-    _folder(args.save_chains, "--save-chains", "a folder to save the chains in (made if missing)")
+    folder(args.save_chains, "--save-chains", "a folder to save the chains in (made if missing)")
     try:  # the options first, then what each side installs: a bad file is named before anything is fetched
         common = upgrade.parse_ca_bundles(args.ca_bundle or [])
         declared = {
@@ -575,100 +499,10 @@ def _upgrade_check(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-# --- upgrade-check's wrapper: --before-ref FILE..., --summary-md (calls _upgrade_check once per file) ---
-
-
 def _upgrade_check_files(args: argparse.Namespace) -> int:
-    """upgrade-check: --before/--after once, or with --before-ref each FILE against its version at REF
-    (a file new since REF is skipped with a note); the worst exit code (2 > 1 > 0)."""
-    import contextlib
-    import io
-
-    from helpers import _git
-
-    if args.before_ref is None:
-        missing = [option for option in ("--before", "--after") if getattr(args, option[2:]) is None]
-        if missing:  # worded as argparse words it: --before/--after are required unless --before-ref
-            raise UsageError(
-                f"the following arguments are required: {', '.join(missing)} (see 'atskit upgrade-check "
-                "--help'); or give --before-ref REF and the FILEs to check"
-            )
-        args.results = []
-        code = _upgrade_check(args)
-        _append_summary(args, f"{args.before} -> {args.after}", args.results[-1] if args.results else None)
-        return code
-    if args.before is not None or args.after is not None:
-        raise UsageError("--before-ref takes the before side from git: drop --before/--after, name the FILEs")
-    files, args.endpoints = list(args.endpoints), []  # with --before-ref the positionals are files
-    if not files:
-        raise UsageError(f"--before-ref {args.before_ref}: name the requirements or lock FILEs to check")
-    for name in files:
-        _regular_file(name, "upgrade-check", "a requirements or lock file")
-    worst, reports = 0, []
-    for name in files:
-        report = {"file": name, "before_ref": args.before_ref, "exit_code": 0, "note": None, "result": None}
-        args.results, out = [], io.StringIO()
-        try:
-            with _git.file_at_ref(name, args.before_ref) as before, contextlib.redirect_stdout(out):
-                if before is None:
-                    report["note"] = f"{name}: new since {args.before_ref}; nothing to compare, skipped"
-                else:
-                    args.before, args.after = str(before), name
-                    report["exit_code"] = _upgrade_check(args)
-        except KitError as exc:
-            report["exit_code"], report["note"] = _fail(f"{name}: {exc}"), f"error: {exc}"
-        report["result"] = args.results[-1] if args.results else None
-        if not args.json:  # an error is already the one line on stderr: not repeated here
-            shown = out.getvalue().rstrip() or (report["note"] if report["exit_code"] != 2 else "")
-            print(f"== {name} (before: {args.before_ref})" + (f"\n{shown}" if shown else ""))
-        _append_summary(args, f"{name} (before: {args.before_ref})", report["result"], note=report["note"])
-        worst = max(worst, report["exit_code"])
-        reports.append(report)
-    if args.json:
-        document = {"schema": 1, "ok": worst == 0, "exit_code": worst, "files": reports}
-        print(json.dumps(document, indent=2, default=str))
-    return worst
-
-
-def _append_summary(args: argparse.Namespace, title: str, result: dict | None, *, note: str | None = None):
-    """Append one check's Markdown to --summary-md (GitHub's $GITHUB_STEP_SUMMARY), if given."""
-    if args.summary_md:
-        with open(args.summary_md, "a", encoding="utf-8") as out:
-            out.write(summary_markdown(title, result, note=note))
-
-
-def summary_markdown(title: str, result: dict | None, *, note: str | None = None) -> str:
-    """A job summary from an UpgradeCheck.as_dict(): the verdict, endpoint / change / before / after, and
-    each side's certifi and botocore (or the note of a file skipped or in error)."""
-    from helpers.redaction import redact_markdown
-
-    def cell(value) -> str:
-        return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
-
-    def verdict(ok, reason) -> str:
-        return "?" if ok is None else ("pass" if ok else f"FAIL ({cell(reason)})")
-
-    lines = [f"### atskit upgrade-check: {title}", ""]
-    if result is None:
-        return "\n".join([*lines, f"- {note or 'no result'}", "", ""])
-    mark = "✅" if result["ok"] else "❌"
-    lines += [f"{mark} {cell(result['summary'])}", "", "| endpoint | change | before | after |"]
-    lines.append("|---|---|---|---|")
-    for row in result["endpoints"]:
-        before, after = (verdict(row[s]["ok"], row[s]["reason"]) for s in ("before", "after"))
-        lines.append(f"| {cell(row['endpoint'])} | {cell(row['change'])} | {before} | {after} |")
-    faults = result["roots_at_fault"]
-    lines += [f"- root at fault: {cell(r['name'])} (sha256 `{r['sha256']}`)" for r in faults]
-    lines += ["", "| side | certifi | botocore | trust store (rule) | resolved |", "|---|---|---|---|---|"]
-    for name, side in result["sides"].items():
-        botocore = f"{cell(side['botocore']['version'])} ({cell(side['botocore']['from'])})"
-        store = f"{cell(side['bundle']['label'])} ({cell(side['bundle']['rule'])})"
-        resolution = side["resolution"]
-        when = resolution["as_of"] or ("today" if resolution["method"] == "resolved" else "")
-        how = resolution["method"] + (f" as of {when}" if when else "")
-        lines.append(f"| {name} | {cell(side['packages']['certifi'])} | {botocore} | {store} | {cell(how)} |")
-    lines += [f"- note: {cell(n)}" for n in result["notes"]]
-    return redact_markdown("\n".join([*lines, "", ""]))
+    """upgrade-check: one --before/--after pair, or each FILE against its version at --before-ref
+    (``_cli_gate``), with the --summary-md job summary."""
+    return _cli_gate.check_files(args, _upgrade_check)
 
 
 def _redact_files(args: argparse.Namespace) -> int:
@@ -702,7 +536,7 @@ def _redacted_file(name: str) -> tuple[str, str]:
     """A file's text and its redaction, by its kind (.ipynb, .html, .md, else text); bad input is exit 2."""
     from helpers import redaction
 
-    _regular_file(name, "redact", "text, Markdown, HTML or .ipynb files")
+    regular_file(name, "redact", "text, Markdown, HTML or .ipynb files")
     path = Path(name)
     try:
         text = path.read_text(encoding="utf-8")
@@ -728,259 +562,28 @@ def _redacted_file(name: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: one subparser per subcommand."""
-    parser = _Parser(prog="atskit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser(
-        "run-notebooks",
-        help="execute every notebook in lab mode into a folder",
-        description="Execute every notebook in lab mode (offline) into --out as .ipynb and .html, side by "
-        "side; one status line per notebook; exit 1 if any fails.",
+    """The command line (``_cli_parser``), each subcommand calling its function here as ``args.func``."""
+    return _cli_parser.build_parser(
+        {
+            "run-notebooks": _run_notebooks,
+            "refresh-certifi": _refresh_certifi,
+            "check": _check,
+            "devices": _devices,
+            "diff-bundles": _diff_bundles,
+            "history": _history,
+            "which-bundle": _which_bundle,
+            "lab serve": _lab_serve,
+            "upgrade-check": _upgrade_check_files,
+            "redact": _redact_files,
+        },
+        description=__doc__,
     )
-    p.add_argument("--out", default="reports", help="output folder (default: reports)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (no per-notebook lines)")
-    p.set_defaults(func=_run_notebooks)
-    p = sub.add_parser(
-        "refresh-certifi",
-        help="rebuild data/certifi from the package index through pip",
-        description="Extend data/certifi with the certifi releases your package index has (through pip, "
-        "with your pip settings); exit 1 if the index cannot be reached or a file cannot be checked.",
-    )
-    p.add_argument(
-        "--full",
-        action="store_true",
-        help="download every release the index lists again (default: only new ones); releases it does "
-        "not list are still kept",
-    )
-    p.add_argument("--cache-dir", help="keep downloaded release files here (default: ~/.cache/atskit)")
-    p.add_argument("--data-dir", help="write here instead of the kit's data/certifi")
-    p.add_argument("--workers", type=int, default=4, help="parallel pip downloads, 1 to 32 (default: 4)")
-    p.add_argument(
-        "--prune",
-        action="store_true",
-        help="drop releases the index does not list, naming them (default: keep them); also replaces "
-        "existing data that cannot be read",
-    )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_refresh_certifi)
-    _add_subcommands(sub)
-    p = sub.add_parser(
-        "redact",
-        help="mask keys, tokens, account ids, endpoint prefixes and home folders in files before sharing",
-        epilog="example: atskit redact reports/postmortem.md --in-place",
-    )
-    p.add_argument(
-        "files", nargs="+", metavar="FILE", help="text, Markdown (.md), HTML (.html) or notebook (.ipynb)"
-    )
-    p.add_argument("--in-place", action="store_true", help="rewrite each file that changes, keeping FILE.bak")
-    p.add_argument("--json", action="store_true", help="print what changed (and the text) as JSON")
-    p.set_defaults(func=_redact_files)
-    return parser
-
-
-def _endpoint_options(p: argparse.ArgumentParser) -> None:
-    """The endpoint options shared by check and upgrade-check."""
-    p.add_argument(
-        "endpoints",
-        nargs="*",
-        metavar="HOST[:PORT]",
-        help="live endpoints to capture (port 443); HOST:PORT{IP} connects to IP and sends HOST",
-    )
-    p.add_argument("--endpoints-file", metavar="F", help="endpoints one per line ('#' comments allowed)")
-    p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
-    p.add_argument(
-        "--lab", action="store_true", help="run the offline lab in-process and check its endpoints"
-    )
-    p.add_argument(
-        "--region",
-        type=_not_empty("an AWS region like 'ap-northeast-2'"),
-        help="AWS region for the lab and the default iot-data host (ap-northeast-2)",
-    )
-    p.add_argument(
-        "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
-    )
-    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per live TLS capture (default 10)")
-    p.add_argument(
-        "--save-chains", metavar="DIR", help="also save each captured chain as HOST_PORT.pem in DIR"
-    )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
-_BUNDLE_HELP = "certifi==VERSION | certifi==all | installed | botocore | system | PATH of a PEM file"
-
-
-def _add_subcommands(sub) -> None:
-    """check, diff-bundles, history, which-bundle, lab serve, upgrade-check."""
-    p = sub.add_parser(
-        "check",
-        help="verify endpoints' chains against trust bundles (the endpoint x bundle table)",
-        description="Verify each endpoint's chain against each bundle. "
-        "Exit 0 all pass, 1 any fails, 2 bad input.",
-        epilog="example: atskit check --lab --bundle certifi==2020.6.20 --bundle certifi==2021.10.8",
-    )
-    _endpoint_options(p)
-    p.add_argument(
-        "--bundle", action="append", metavar="SPEC", help=f"{_BUNDLE_HELP} (repeatable; default installed)"
-    )
-    p.add_argument(
-        "--all-chains",
-        action="store_true",
-        help="capture every chain each endpoint serves (RSA-only, then ECDSA-only offers) and check each",
-    )
-    p.add_argument(
-        "--alpn",
-        metavar="PROTOCOL",
-        type=_not_empty(f"an ALPN protocol such as {MQTT_ALPN}"),
-        help=f"offer this ALPN protocol on every capture (AWS IoT MQTT on 443: {MQTT_ALPN})",
-    )
-    p.set_defaults(func=_check)
-
-    p = sub.add_parser(
-        "devices",
-        help="would each device's root file verify its endpoint? (an inventory CSV; exit 1 if any fails)",
-        description="Verify each device of an inventory (CSV: device, endpoint HOST[:PORT] (port 8883), "
-        "root_file or root_sha256, optional client default|rsa-only|ecdsa-only) against a trust store of "
-        "the one root it carries. Exit 0 all pass, 1 any fails, 2 bad input.",
-        epilog="example: atskit devices fleet.csv --lab\n         atskit devices fleet.csv --chain-file "
-        "evidence/a1b2-ats.iot.eu-west-1.amazonaws.com_8883.pem",
-    )
-    p.add_argument("inventory", metavar="INVENTORY.csv", help="one row per device")
-    p.add_argument("--chain-file", action="append", metavar="PEM", help="a saved chain (repeatable)")
-    p.add_argument(
-        "--lab",
-        action="store_true",
-        help="check against the offline lab, or --chain-file chains saved from it (real roots -> twins)",
-    )
-    p.add_argument(
-        "--at", metavar="DATE", help="verify as of this date/time (YYYY-MM-DD or ISO 8601; default now)"
-    )
-    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per live TLS capture (default 10)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (schema 1)")
-    p.set_defaults(func=_devices)
-
-    p = sub.add_parser(
-        "diff-bundles",
-        help="roots removed and added between two bundles",
-        epilog="example: atskit diff-bundles certifi==2020.6.20 certifi==2021.10.8",
-    )
-    p.add_argument("a", metavar="A", help=_BUNDLE_HELP)
-    p.add_argument("b", metavar="B", help=_BUNDLE_HELP)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_diff_bundles)
-
-    p = sub.add_parser(
-        "history",
-        help="certifi's releases, or one root's presence across them",
-        epilog="example: atskit history --root 'VeriSign Class 3 Public Primary Certification Authority - G5'"
-        "\n         atskit history --root 'Amazon Root CA 1'",
-    )
-    p.add_argument(
-        "--root", metavar="NAME_OR_FINGERPRINT", help="a root's subject name or SHA-256 fingerprint"
-    )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_history)
-
-    p = sub.add_parser(
-        "which-bundle", help="the CA bundle botocore would load here, and the rule that chose it"
-    )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=_which_bundle)
-
-    lab_parser = sub.add_parser("lab", help="the offline lab")
-    lab_sub = lab_parser.add_subparsers(dest="lab_command", required=True)
-    p = lab_sub.add_parser(
-        "serve", help="run the lab in the foreground; prints how to reach it with curl and the AWS CLI"
-    )
-    p.add_argument(
-        "--region",
-        type=_not_empty("an AWS region like 'ap-northeast-2'"),
-        help="the lab's region (default ap-northeast-2)",
-    )
-    p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)")
-    p.add_argument(
-        "--certifi",
-        metavar="VERSION",
-        help="print the trust view of this certifi release (default: the twin roots)",
-    )
-    p.add_argument("--duration", type=_seconds, help="stop after this many seconds (default: until Ctrl-C)")
-    p.add_argument("--json", action="store_true", help="print the lab's details as JSON")
-    p.set_defaults(func=_lab_serve)
-
-    p = sub.add_parser(
-        "upgrade-check",
-        help="would this dependency upgrade break TLS to these endpoints? (exit 1 if so)",
-        description=(
-            "Find the certifi and botocore each side installs (from pins, lock files or a freeze, else uv's "
-            "resolution, as of --as-of), verify every endpoint and each side's default iot-data host against "
-            "each side's trust store, and exit 1 if an endpoint that passed before fails after."
-        ),
-        epilog=(
-            "example: atskit upgrade-check --before docs/examples/incident-before.txt "
-            "--after docs/examples/incident-after.txt --runtime-botocore 1.23.1 --lab\n"
-            "         atskit upgrade-check --before-ref origin/main --lab requirements.txt poetry.lock"
-        ),
-    )
-    p.add_argument("--before", metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins")
-    p.add_argument("--after", metavar="REQS_OR_LOCK", help="requirements/lock file, or inline pins")
-    p.add_argument(
-        "--before-ref",
-        metavar="REF",
-        help="instead of --before/--after: check each FILE (the positionals) against its version at git REF; "
-        "a file new since REF is skipped; name live endpoints with --endpoints-file",
-    )
-    p.add_argument(
-        "--summary-md", metavar="PATH", help="append a Markdown summary to PATH (e.g. $GITHUB_STEP_SUMMARY)"
-    )
-    p.add_argument(
-        "--runtime-botocore",
-        metavar="VERSION",
-        help="botocore of a side whose file installs none (e.g. Lambda's runtime; default: installed)",
-    )
-    p.add_argument(
-        "--no-pip",
-        action="store_true",
-        help="offline: never resolve or fetch through the index (pins, locks and freezes only)",
-    )
-    p.add_argument("--as-of", metavar="DATE", help="resolve unpinned sides as the index stood on DATE")
-    p.add_argument("--before-as-of", metavar="DATE", help="the same for the before side (wins over --as-of)")
-    p.add_argument("--after-as-of", metavar="DATE", help="the same for the after side (wins over --as-of)")
-    p.add_argument("--python-version", metavar="X.Y", help="the target's Python (default: this one)")
-    p.add_argument(
-        "--platform",
-        metavar="NAME",
-        help="the target's platform: linux-x86_64, linux-aarch64, macos-x86_64, macos-arm64, windows-x86_64 "
-        "(default: this machine; AWS Lambda: linux-x86_64 or linux-aarch64)",
-    )
-    p.add_argument(
-        "--group", action="append", metavar="NAME", help="also install this lock-file group (e.g. dev)"
-    )
-    p.add_argument(
-        "--freeze",
-        choices=["before", "after", "both"],
-        help="read that side's file as `pip freeze` output: everything installed, nothing resolved",
-    )
-    for flag, whose in (("--ca-bundle", "both sides'"), ("--before-ca-bundle", "the before side's"),
-                        ("--after-ca-bundle", "the after side's")):  # fmt: skip
-        p.add_argument(
-            flag,
-            action="append",
-            metavar="RULE=PEM",
-            help=f"a CA bundle {whose} runtime sets, which botocore takes before certifi; RULE: verify, "
-            "session, AWS_CA_BUNDLE, config, REQUESTS_CA_BUNDLE (repeatable)",
-        )
-    p.add_argument(
-        "--allow-unknown",
-        action="store_true",
-        help="an endpoint the gate cannot check is a warning, not a failure (default: exit 1)",
-    )
-    _endpoint_options(p)
-    p.set_defaults(func=_upgrade_check_files)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn errors into one line and an exit code."""
     parser = build_parser()
-    _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
+    Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0), or a usage error already printed as one line (2)
@@ -989,30 +592,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as exc:
-        return _fail(exc, as_json=as_json)
+        return fail(exc, as_json=as_json)
     except KeyboardInterrupt:
         print("atskit: interrupted", file=sys.stderr)
         return 130
     except (KitError, OSError, ValueError, LookupError, RuntimeError) as exc:  # bad input or data, ...
-        return _fail(exc, as_json=as_json)
+        return fail(exc, as_json=as_json)
     except Exception as exc:  # never a traceback: one line, and how to see more
         if type(exc).__module__.startswith("botocore."):  # a broken ~/.aws/config, an unknown profile
-            return _fail(exc, as_json=as_json)
+            return fail(exc, as_json=as_json)
         if os.environ.get("ATSKIT_DEBUG"):
             raise
         message = f"unexpected {type(exc).__name__}: {exc} (set ATSKIT_DEBUG=1 for the traceback)"
-        return _fail(message, as_json=as_json)
-
-
-def _fail(message, *, as_json: bool = False) -> int:
-    """Print one redacted error line (and, under --json, a JSON error object on stdout); exit code 2."""
-    from helpers.redaction import redact
-
-    text = redact(" ".join(str(message).split()) or type(message).__name__)
-    print(f"atskit: error: {text}", file=sys.stderr)
-    if as_json:
-        kind = type(message).__name__ if isinstance(message, BaseException) else "Error"
-        print(
-            json.dumps({"schema": 1, "ok": False, "exit_code": 2, "error": {"kind": kind, "message": text}})
-        )
-    return 2
+        return fail(message, as_json=as_json)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from local_index import JSON_TYPE, closed_port, serve
 
-from helpers import _botocore_fetch, _certifi_build, _x509, botocore_facts, pki
+from helpers import _botocore_fetch, _index, _x509, botocore_facts, pki
 from helpers._paths import ROOT
 from helpers.kinds import HostClass, InputError
 
@@ -312,8 +312,8 @@ def test_a_release_the_index_does_not_have_is_bad_input(index, kit_cache, monkey
 def test_a_wheel_whose_hash_does_not_match_the_index_is_refused(wheel, kit_cache, monkeypatch):
     server, url = serve_index({WHEEL: wheel}, lie_about=WHEEL)
     try:
-        settings = _certifi_build.PipSettings(index_url=url, options=("--retries", "0"), timeout=10)
-        with pytest.raises(_certifi_build.BuildError, match="hash mismatch"):
+        settings = _index.PipSettings(index_url=url, options=("--retries", "0"), timeout=10)
+        with pytest.raises(_index.BuildError, match="hash mismatch"):
             _botocore_fetch.release(VERSION, settings=settings)
         monkeypatch.setenv("PIP_INDEX_URL", url)
         answer = botocore_facts.default_data_endpoint(VERSION, region="ap-northeast-2", fetch=True)

@@ -23,6 +23,7 @@ from local_index import closed_port as _closed_port
 from local_index import serve as _serve
 
 from helpers import _certifi_build, _io, _paths, bundles, pki
+from helpers._index import IndexUnreachable, PipSettings, pip_settings
 from helpers._paths import ROOT
 from helpers.kinds import InputError, UnusableError
 
@@ -66,9 +67,9 @@ class LocalIndex:
     page: dict
     roots: list[pki.CA]
 
-    def settings(self) -> _certifi_build.PipSettings:
+    def settings(self) -> PipSettings:
         """pip settings pointing at this index only."""
-        return _certifi_build.PipSettings(index_url=self.url, options=("--retries", "0"), timeout=10)
+        return PipSettings(index_url=self.url, options=("--retries", "0"), timeout=10)
 
 
 def _page(files: dict[str, bytes], uploads: dict[str, str], versions: list[str], *, lie_about: str = ""):
@@ -314,7 +315,7 @@ def test_cli_rejects_bad_usage_with_exit_2(tmp_path):
 
 def test_pip_settings_follow_pip_index_url_and_drop_credentials_for_display():
     env = {**os.environ, "PIP_INDEX_URL": "https://user:secret@mirror.example/simple/"}
-    settings = _certifi_build.pip_settings(env=env)
+    settings = pip_settings(env=env)
     assert settings.index_url == "https://user:secret@mirror.example/simple"
     assert settings.display_index_url == "https://mirror.example/simple"
 
@@ -436,8 +437,8 @@ def test_a_refresh_interrupted_at_any_stage_leaves_the_data_as_it_was(
 
 
 def test_pip_no_index_is_honoured():
-    with pytest.raises(_certifi_build.IndexUnreachable, match="no package index"):
-        _certifi_build.pip_settings(env={**os.environ, "PIP_NO_INDEX": "1"})
+    with pytest.raises(IndexUnreachable, match="no package index"):
+        pip_settings(env={**os.environ, "PIP_NO_INDEX": "1"})
 
 
 def test_data_missing_a_release_s_members_is_an_error_not_an_empty_bundle(built, tmp_path, kit_data_at):
@@ -782,7 +783,7 @@ def test_a_set_left_aside_by_a_killed_swap_is_put_back_by_the_next_refresh(built
 
 def test_a_pip_setting_pip_cannot_read_is_an_error_not_pypi():
     with pytest.raises(InputError) as err:
-        _certifi_build.pip_settings(env={**os.environ, "PIP_DEFAULT_TIMEOUT": "abc"})
+        pip_settings(env={**os.environ, "PIP_DEFAULT_TIMEOUT": "abc"})
     assert "invalid floating-point value: 'abc'" in str(err.value) and "\n" not in str(err.value)
 
 

@@ -256,7 +256,7 @@ def test_an_index_url_with_credentials_is_opened_with_basic_auth():
     import http.server
     import threading
 
-    from helpers import _certifi_build
+    from helpers import _index
 
     seen: list[str | None] = []
 
@@ -275,8 +275,8 @@ def test_an_index_url_with_credentials_is_opened_with_basic_auth():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://kit%40user:s3cret@127.0.0.1:{server.server_address[1]}/simple/certifi/"
-        settings = _certifi_build.PipSettings(index_url=url.rsplit("/certifi/", 1)[0], options=(), timeout=10)
-        with _certifi_build.open_url(url, settings) as response:
+        settings = _index.PipSettings(index_url=url.rsplit("/certifi/", 1)[0], options=(), timeout=10)
+        with _index.open_url(url, settings) as response:
             assert response.read() == b"ok"
     finally:
         server.shutdown()

@@ -18,15 +18,20 @@ MODULES = sorted((ROOT / "helpers").glob("*.py"))
 PRIVATE_MODULE_USERS = {
     "_aws": {"botocore_facts", "endpoints", "lab"},
     "_botocore_fetch": {"botocore_facts"},  # and scripts/build_botocore_history.py (not covered here)
-    "_certifi_build": {"cli", "_botocore_fetch", "_resolver"},
+    "_certifi_build": {"cli"},
     "_certifi_store": {"bundles", "_certifi_build"},
-    "_git": {"cli"},
     "_capture": {"chains"},
-    "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_twins", "lab"},
+    "_cli_gate": {"cli"},
+    "_cli_parser": {"cli", "_cli_gate"},
+    "_git": {"_cli_gate"},
+    "_index": {"cli", "_botocore_fetch", "_certifi_build", "_resolver"},
+    "_cache": {"bundles", "_botocore_fetch", "_certifi_build", "_lab_server", "_lab_twins"},
     "_io": None,  # shared: atomic writes
-    "_lab_mqtt": {"lab"},
-    "_lab_routing": {"lab"},
-    "_lab_twins": {"lab"},
+    "_lab_mqtt": {"_lab_server"},
+    "_lab_routing": {"lab", "_lab_server"},
+    "_lab_server": {"lab"},
+    "_lab_twins": {"lab", "_lab_server"},
+    "_locks": {"requirements"},
     "_paths": None,  # shared: where the data is
     "_resolver": {"requirements"},
     "_x509": None,  # shared: certificate parsing
