@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from helpers import _cache, _x509
 from helpers._index import PipSettings, ReleaseFile, download, fetch_index_page, pip_settings
 from helpers._io import atomic_write_bytes
+from helpers.incident import ROOT_AT_FAULT
 from helpers.kinds import InputError, KitError
 
 __all__ = [
@@ -50,7 +51,7 @@ PROJECT = "botocore"
 CACHE_FOLDER = "botocore-releases"
 # Probed on every fetch, so the cached answer serves the usual regions (the table's five) without a refetch.
 REGIONS = ("ap-northeast-2", "us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1")
-G5_CN = "VeriSign Class 3 Public Primary Certification Authority - G5"
+G5_CN = ROOT_AT_FAULT  # the root botocore's vendored bundle is probed for
 CACERT_MEMBERS = ("botocore/cacert.pem", "botocore/vendored/requests/cacert.pem")  # new, old releases
 _REGION_SHAPE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _VERSION_SHAPE = re.compile(r"^\d+(\.\d+)*$")

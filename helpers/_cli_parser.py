@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from helpers import endpoints
 from helpers.kinds import KitError
 
 Command = Callable[[argparse.Namespace], int]  # a subcommand: the parsed arguments -> the exit code
@@ -106,9 +107,6 @@ def seconds(text: str) -> float:
     if not math.isfinite(value) or not MIN_SECONDS <= value <= 86400:
         raise argparse.ArgumentTypeError(f"{text!r}: give seconds above 0 (0.01 or more) and at most 86400")
     return value
-
-
-MQTT_ALPN = "x-amzn-mqtt-ca"  # AWS IoT's ALPN for MQTT with a client certificate on port 443
 
 
 # --- the parser ------------------------------------------------------------------------------------
@@ -220,8 +218,8 @@ def _add_subcommands(sub, commands: Mapping[str, Command]) -> None:
     p.add_argument(
         "--alpn",
         metavar="PROTOCOL",
-        type=not_empty(f"an ALPN protocol such as {MQTT_ALPN}"),
-        help=f"offer this ALPN protocol on every capture (AWS IoT MQTT on 443: {MQTT_ALPN})",
+        type=not_empty(f"an ALPN protocol such as {endpoints.MQTT_ALPN}"),
+        help=f"offer this ALPN protocol on every capture (AWS IoT MQTT on 443: {endpoints.MQTT_ALPN})",
     )
     p.set_defaults(func=commands["check"])
 

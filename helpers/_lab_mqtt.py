@@ -20,7 +20,6 @@ import ssl
 import struct
 import threading
 
-MQTT_ALPN = "x-amzn-mqtt-ca"  # AWS IoT's ALPN protocol name for MQTT with a client certificate on 443
 MAX_PACKET = 128 * 1024  # AWS IoT's message size limit
 _CONNECT, _CONNACK, _PUBLISH, _PUBACK = 1, 2, 3, 4
 _SUBSCRIBE, _SUBACK, _UNSUBSCRIBE, _UNSUBACK = 8, 9, 10, 11

@@ -38,8 +38,8 @@ ATS_SERVER_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
 )
 _account_numbers = itertools.count(1)
-MQTT_PORT = 8883  # AWS IoT's MQTT port (mutual TLS); 443 serves MQTT to clients offering MQTT_ALPN
-MQTT_ALPN = _lab_mqtt.MQTT_ALPN
+MQTT_PORT = endpoints.MQTT_PORT  # mutual TLS; 443 serves MQTT to clients offering MQTT_ALPN
+MQTT_ALPN = endpoints.MQTT_ALPN
 _log = logging.getLogger("helpers.lab")  # the lab's log, under the module notebooks know
 
 

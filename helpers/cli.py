@@ -12,7 +12,7 @@ from pathlib import Path
 from helpers import _cli_gate, _cli_parser
 from helpers._cli_gate import summary_markdown as summary_markdown  # cli.summary_markdown: the job summary
 from helpers._cli_parser import Parser, UsageError, fail, folder, regular_file
-from helpers.kinds import InputError, KitError
+from helpers.kinds import Change, InputError, KitError
 
 
 def _run_notebooks(args: argparse.Namespace) -> int:
@@ -488,7 +488,8 @@ def _upgrade_check(args: argparse.Namespace) -> int:
     ]
     changes = result.changes()
     table = changes[["endpoint", "change", "ok_before", "reason_before", "ok_after", "reason_after"]]
-    notes = [f"- {r.endpoint}: {r.message_after}" for r in changes.itertuples() if r.change != "still-ok"]
+    moved = changes[changes["change"] != Change.STILL_OK]
+    notes = [f"- {r.endpoint}: {r.message_after}" for r in moved.itertuples()]
     notes += [f"- root at fault: {r['name']} (sha256 {r['sha256']})" for r in result.roots_at_fault()]
     notes += [
         f"- how the {s.name} side was resolved: {s.environment.note}" for s in (result.before, result.after)

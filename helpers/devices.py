@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers import _x509, bundles, chains
+from helpers import _x509, bundles, chains, endpoints
 from helpers.kinds import InputError, Mode, Reason
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "DEFAULT_PORT", "DeviceCheck", "check_inventory", "read_inventory"]
 
-DEFAULT_PORT = 8883  # MQTT over TLS, where devices connect
+DEFAULT_PORT = endpoints.MQTT_PORT  # MQTT over TLS, where devices connect
 COLUMNS = ["device", "endpoint", "client", "root", "ok", "reason", "message"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENDPOINT_TYPES",
+    "MQTT_ALPN",
+    "MQTT_PORT",
     "ats_address",
     "ats_data_client",
     "check_region",
@@ -26,6 +28,8 @@ __all__ = [
 ]
 
 ENDPOINT_TYPES = ("iot:Data", "iot:Data-ATS", "iot:CredentialProvider", "iot:Jobs")
+MQTT_PORT = 8883  # where devices speak MQTT over TLS with a client certificate
+MQTT_ALPN = "x-amzn-mqtt-ca"  # the ALPN protocol that asks for the same MQTT on port 443
 
 
 # --- host names ---------------------------------------------------------------------------------
