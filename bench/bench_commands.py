@@ -45,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        with lab.running() as env:
+        with lab.environment("lab") as env:
             chain = chains.fetch_chain(env.endpoints["data_legacy"])
         chain_file = chain.save(folder / "legacy.pem")
         leaf, untrusted = folder / "leaf.pem", folder / "untrusted.pem"

@@ -36,7 +36,7 @@ def prepare(folder: Path) -> list[Path]:
         (root,) = [c for c in bundles.certifi("2020.6.20").find(cn) if c.subject == c.issuer]
         (folder / file).write_bytes(root.public_bytes(serialization.Encoding.PEM))
     saved = []
-    with lab.running():
+    with lab.environment("lab"):
         for host in HOSTS:
             for port in (8883, 443):
                 for client in CLIENTS if "-ats." in host else CLIENTS[:1]:  # legacy: RSA only

@@ -37,7 +37,7 @@ FAILING_CERTIFI = "2021.10.8"
 def start_to_failure(**botocore_env) -> tuple[float, float, int]:
     """Seconds from lab start to the SSLError, seconds of the failing call alone, and handshakes made."""
     started = time.perf_counter()
-    with lab.running(region=REGION) as env:
+    with lab.environment("lab", region=REGION) as env:
         before = len(env.connections())
         with env.botocore_env(certifi=FAILING_CERTIFI, iot_data_endpoint="legacy", **botocore_env):
             call_started = time.perf_counter()
@@ -66,7 +66,7 @@ def series(runs: int, **botocore_env) -> dict:
 _COLD = """
 import boto3, botocore.exceptions
 from helpers import lab
-with lab.running(region="ap-northeast-2") as env:
+with lab.environment("lab", region="ap-northeast-2") as env:
     try:
         with env.botocore_env(certifi="2021.10.8", iot_data_endpoint="legacy"):
             boto3.client("iot-data").update_thing_shadow(thingName=env.thing_name, payload="{}")

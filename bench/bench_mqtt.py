@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    with lab.running(region=REGION) as env, tempfile.TemporaryDirectory() as tmp:
+    with lab.environment("lab", region=REGION) as env, tempfile.TemporaryDirectory() as tmp:
         device = env.register_device()
         root = env.device_root_file(lab.real_root_file("Amazon Root CA 1", Path(tmp, "AmazonRootCA1.pem")))
         for ep in (e for e in env.device_endpoints() if e.chain == "ats"):

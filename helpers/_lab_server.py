@@ -179,7 +179,7 @@ def _release(lab: Lab) -> None:
 
 
 def open_scope(lab: Lab) -> None:
-    """Mark ``lab``'s environment open (``lab.running``): LabError if another lab serves or another
+    """Mark ``lab``'s environment open (``lab.environment("lab")``): LabError if another lab serves or another
     lab's environment is open, in any thread."""
     global _scoped
     with _running_lock:
@@ -188,7 +188,7 @@ def open_scope(lab: Lab) -> None:
 
 
 def close_scope() -> None:
-    """Mark the open lab environment closed (the end of ``lab.running``'s 'with' block)."""
+    """Mark the open lab environment closed (the end of ``lab.environment("lab")``'s 'with' block)."""
     global _scoped
     with _running_lock:
         _scoped = None

@@ -402,7 +402,7 @@ def _lab_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with lab.running(region=args.region or lab.REGION, port=args.port) as env:
+    with lab.environment("lab", region=args.region or lab.REGION, port=args.port) as env:
         view = (env.trust_view(args.certifi) if args.certifi else lab.twin_roots()).path()
         port = env.port
         data = {

@@ -66,11 +66,9 @@ __all__ = [
     "chain_for",
     "environment",
     "is_lab_twin",
-    "live",
     "pki",
     "real_root_file",
     "root_file_verdicts",
-    "running",
     "trust_view",
     "twin_roots",
 ]
@@ -328,7 +326,8 @@ class LiveEnv(_Env):
 
 @contextmanager
 def live(region: str = REGION, *, thing_name: str = THING_NAME, session=None) -> Iterator[LiveEnv]:
-    """Real AWS with your credentials: the same surface as :func:`running`, nothing served here.
+    """``environment("live")``: real AWS with your credentials, the same surface as the lab's, nothing
+    served here.
 
     Credentials, region and ``thing_name`` (whose shadow will be updated) are checked up front;
     a one-line LabError says what to fix.
@@ -376,7 +375,8 @@ def running(
     thing_name: str = THING_NAME,
     certifi: str | bundles.Bundle | None = None,
 ) -> Iterator[LabEnv]:
-    """Start a lab, route AWS names to it, set fake credentials and a trust view, create a thing; undo all.
+    """``environment("lab")``: start a lab, route AWS names to it, set fake credentials and a trust view,
+    create a thing; undo all.
 
     ``certifi`` picks the trust view for the whole scope (default: the installed certifi's, which is
     what botocore would use here). boto3's default session is fresh inside and restored after.
@@ -408,14 +408,28 @@ def running(
         close_scope()
 
 
-def environment(mode: str = Mode.LAB, *, region: str = REGION, thing_name: str = THING_NAME, session=None):
-    """The one way in for notebooks and the command: ``running(...)`` for "lab", ``live(...)`` for
-    "live". Use it as a context manager; the environment it yields has the same surface either way.
-    One lab environment per process at a time (see :func:`running`); "live" changes nothing here."""
+def environment(
+    mode: str = Mode.LAB,
+    *,
+    region: str = REGION,
+    thing_name: str = THING_NAME,
+    session=None,
+    port: int = 0,
+    certifi: str | bundles.Bundle | None = None,
+):
+    """The one way in for notebooks, tests and the command: a lab for "lab" (:func:`running`), real AWS
+    for "live" (:func:`live`). Use it as a context manager; the environment it yields has the same
+    surface either way. ``port`` (0: any free one) and ``certifi`` (the scope's trust view) are the lab's
+    own; ``session`` is live mode's. One lab environment per process at a time (see :func:`running`);
+    "live" changes nothing here."""
     mode = Mode(mode)
     if mode is Mode.LAB:
-        return running(region, thing_name=thing_name)
+        if session is not None:
+            raise InputError("session= is for mode='live'; the lab makes its own boto3 session")
+        return running(region, thing_name=thing_name, port=port, certifi=certifi)
     if mode is Mode.LIVE:
+        if port or certifi is not None:
+            raise InputError("port= and certifi= are the lab's; leave them out with mode='live'")
         return live(region, thing_name=thing_name, session=session)
     raise InputError(f"mode={mode!r}: an environment is 'lab' or 'live'")
 

@@ -53,7 +53,7 @@ def one_line_error(done: subprocess.CompletedProcess) -> str:
 def saved(tmp_path_factory):
     """Chains captured from the lab and saved as evidence, and lab trust views as PEM files."""
     folder = tmp_path_factory.mktemp("saved")
-    with lab.running() as env:
+    with lab.environment("lab") as env:
         for name in ("data_legacy", "data_ats"):
             chains.fetch_chain(env.endpoints[name]).save(folder / f"{name}.pem")
     for version in ("2020.6.20", "2021.10.8"):

@@ -32,7 +32,7 @@ def fleet(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("fleet")
     (folder / "root-CA.crt").write_bytes(_root(G5).public_bytes(serialization.Encoding.PEM))
     (folder / "AmazonRootCA1.pem").write_bytes(_root(CA1).public_bytes(serialization.Encoding.PEM))
-    with lab.running():
+    with lab.environment("lab"):
         for host in (ATS, LEGACY):
             chains.fetch_chain(host, 8883).save(folder / f"{host}_8883.pem")
         chains.fetch_chain(ATS, 8883, client_offer="ecdsa-only").save(folder / f"{ATS}_8883_ecdsa-only.pem")
@@ -144,7 +144,7 @@ def test_a_server_wanting_a_client_certificate_still_gives_its_chain(tmp_path):
 
 
 def test_host_port_ip_sends_the_name_to_the_address(fleet):
-    with lab.running(region="eu-west-1") as env:
+    with lab.environment("lab", region="eu-west-1") as env:
         name, port = env.endpoints["account_ats"], env.port
         ((label, chain),) = chains.collect([f"{name}:{port}{{127.0.0.1}}"]).items()
         seen = env.connections()["server_name"].tolist()
@@ -247,7 +247,7 @@ def test_try_mqtt_shows_what_a_real_device_library_does(tmp_path, library):
     one returns the library's own verification error in one line (nothing raised)."""
     from helpers import lab
 
-    with lab.running(region="ap-northeast-2", thing_name="fleet-thing") as env:
+    with lab.environment("lab", region="ap-northeast-2", thing_name="fleet-thing") as env:
         device = env.register_device()
         ats = next(e for e in env.device_endpoints() if e.name == "ats 443")
         roots = {name: env.device_root_file(lab.real_root_file(name, tmp_path / f"{name[:8]}.pem"))

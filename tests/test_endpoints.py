@@ -378,7 +378,7 @@ def test_the_scripts_probe_and_its_endpoints_json_fallback_agree_with_botocore(t
 @pytest.fixture(scope="module")
 def lab_env():
     """One lab for the module (starting it costs a few seconds)."""
-    with lab.running(region="ap-northeast-2") as env:
+    with lab.environment("lab", region="ap-northeast-2") as env:
         yield env
 
 

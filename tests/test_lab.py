@@ -26,6 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from helpers import _lab_routing, _lab_twins, _x509, botocore_facts, bundles, chains, lab
 from helpers._paths import ROOT
+from helpers.kinds import InputError
 
 REGION = "ap-northeast-2"
 THING = "incident-thing"
@@ -86,7 +87,7 @@ def tls_verdict(port: int, server_name: str, ca_file: str, *, cipher: str | None
 
 @pytest.fixture(scope="class")
 def env():
-    with lab.running(region=REGION, thing_name=THING) as running_env:
+    with lab.environment("lab", region=REGION, thing_name=THING) as running_env:
         yield running_env
 
 
@@ -302,7 +303,7 @@ def test_routing_and_environment_are_restored_after_exit():
     before = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
     environ_before, session_before = _aws_environ(), boto3.DEFAULT_SESSION
     threads_before = set(threading.enumerate())
-    with pytest.raises(RuntimeError, match="boom"), lab.running(region=REGION) as env:
+    with pytest.raises(RuntimeError, match="boom"), lab.environment("lab", region=REGION) as env:
         assert env.lab._thread in set(threading.enumerate()) - threads_before  # the server's own thread
         assert socket.getaddrinfo is not original
         port = env.port
@@ -329,13 +330,16 @@ def test_routing_and_environment_are_restored_after_exit():
 def test_one_lab_at_a_time_and_one_after_another():
     """A second lab while one runs is refused in one line (names, credentials and trust stay unambiguous);
     once the first stops, another starts, in any region."""
-    with lab.running(region=REGION) as first:
+    with lab.environment("lab", region=REGION) as first:
         with pytest.raises(lab.LabError, match="is already running in this process: stop it first"):
             lab.Lab("us-east-1").start()
-        with pytest.raises(lab.LabError, match="one lab at a time"), lab.running(region="us-east-1"):
+        with (
+            pytest.raises(lab.LabError, match="one lab at a time"),
+            lab.environment("lab", region="us-east-1"),
+        ):
             pass
         assert first.lab.is_running
-    with lab.running(region="us-east-1", thing_name="other") as virginia:
+    with lab.environment("lab", region="us-east-1", thing_name="other") as virginia:
         iot = boto3.client("iot")
         assert {t["thingName"] for t in iot.list_things()["things"]} == {"other"}  # moto state is per lab
         assert socket.getaddrinfo("iot.us-east-1.amazonaws.com", 443)[0][4][1] == virginia.port
@@ -371,7 +375,7 @@ def test_a_second_lab_is_refused_while_the_first_environment_is_open_even_stoppe
     e1.__exit__(None, None, None)
     e2.__exit__(None, None, None)
     assert callers_state() == before
-    with lab.running(region="us-east-1"):  # and a new lab may start once the scope is left
+    with lab.environment("lab", region="us-east-1"):  # and a new lab may start once the scope is left
         pass
     assert callers_state() == before
 
@@ -423,7 +427,7 @@ def test_a_lab_started_from_a_second_thread_is_refused_while_one_runs(callers_st
 
     def try_to_start():
         for start in (
-            lambda: lab.running(region="us-east-1").__enter__(),
+            lambda: lab.environment("lab", region="us-east-1").__enter__(),
             lambda: lab.Lab("us-east-1").start(),
         ):
             try:
@@ -431,7 +435,7 @@ def test_a_lab_started_from_a_second_thread_is_refused_while_one_runs(callers_st
             except lab.LabError as exc:
                 refused.append(str(exc))
 
-    with lab.running(region=REGION) as env:
+    with lab.environment("lab", region=REGION) as env:
         worker = threading.Thread(target=try_to_start)
         worker.start()
         worker.join()
@@ -442,7 +446,7 @@ def test_a_lab_started_from_a_second_thread_is_refused_while_one_runs(callers_st
 
     def run_a_lab():
         try:
-            with lab.running(region="us-east-1"):
+            with lab.environment("lab", region="us-east-1"):
                 opened.set()
                 leave.wait()
         except BaseException as exc:  # noqa: BLE001 - reported to the main thread
@@ -455,7 +459,7 @@ def test_a_lab_started_from_a_second_thread_is_refused_while_one_runs(callers_st
         opened.wait()
         with (
             pytest.raises(lab.LabError, match="is already running in this process"),
-            lab.running(region=REGION),
+            lab.environment("lab", region=REGION),
         ):
             pass
     finally:
@@ -506,7 +510,7 @@ def test_every_way_to_resolve_a_name_reaches_the_lab_or_is_refused():
     held = {name: getattr(_socket, name) for name in ("getaddrinfo", "gethostbyname", "gethostbyaddr")}
     held["getnameinfo"] = socket.getnameinfo
     before = _socket_namespaces()
-    with lab.running(region=REGION) as env:
+    with lab.environment("lab", region=REGION) as env:
         if not _recorder_installed:  # after the lab's own hook, which the lab installed by now
             sys.addaudithook(_record_lookups)
             _recorder_installed = True
@@ -580,7 +584,7 @@ def test_sends_off_the_machine_are_refused_by_every_method_and_only_inside_a_lab
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as listener:
         listener.bind(("127.0.0.1", 0))
         loopback = listener.getsockname()
-        with lab.running(region=REGION):
+        with lab.environment("lab", region=REGION):
             for make in (socket.socket, _socket.socket):
                 with closing(make(socket.AF_INET, socket.SOCK_DGRAM)) as udp:
                     for send in (
@@ -601,7 +605,7 @@ def test_sends_off_the_machine_are_refused_by_every_method_and_only_inside_a_lab
 def test_child_processes_started_in_a_lab_get_neither_its_keys_nor_its_trust():
     """The lab's credentials, region and trust view live on its boto3 session, not in the environment:
     a child process inherits none of them (a caller passes them on purpose: botocore_env)."""
-    with lab.running(region=REGION) as env:
+    with lab.environment("lab", region=REGION) as env:
         child = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True)
         assert json.loads(child.stdout)["aws"] == []
         with env.botocore_env(certifi="2021.10.8"):  # on purpose: this block's children see it
@@ -617,7 +621,7 @@ def test_a_port_in_use_gives_a_one_line_error():
         with pytest.raises(lab.LabError, match=f"127.0.0.1:{port} is already in use") as caught:
             lab.Lab(REGION, port=port).start()
         assert "\n" not in str(caught.value)
-        with pytest.raises(lab.LabError, match="in use"), lab.running(port=port):
+        with pytest.raises(lab.LabError, match="in use"), lab.environment("lab", port=port):
             pass
 
 
@@ -631,7 +635,7 @@ def test_start_and_stop_are_idempotent_and_a_stopped_lab_says_so():
     for use in (lambda: one.port, lambda: one.route().__enter__()):
         with pytest.raises(lab.LabError, match="is stopped: start a new one"):
             use()
-    with lab.running(region=REGION) as env:
+    with lab.environment("lab", region=REGION) as env:
         env.lab.stop()
         with pytest.raises(lab.LabError, match="is stopped"), env.botocore_env(certifi="2020.6.20"):
             pass
@@ -655,7 +659,7 @@ from helpers import lab
 def lab_accounts():  # the kit's labs use accounts 999000000001, 999000000002, ...
     return {b.service_name: [account for account in b if account.startswith("999")]
             for b in (iot_backends, iotdata_backends, iam_backends)}
-with lab.running() as env:
+with lab.environment("lab") as env:
     during_lab = lab_accounts()
 print(json.dumps({"during_lab": during_lab, "after_lab": lab_accounts()}))
 """
@@ -679,8 +683,8 @@ def test_botocore_retry_table_reads_the_installed_botocore():
 
 
 def test_live_mode_works_against_the_lab_as_it_would_against_aws():
-    with lab.running(region=REGION) as env:
-        with lab.live(REGION, thing_name=env.thing_name) as live_env:
+    with lab.environment("lab", region=REGION) as env:
+        with lab.environment("live", region=REGION, thing_name=env.thing_name) as live_env:
             assert live_env.endpoints["data_legacy"] == f"data.iot.{REGION}.amazonaws.com"
             assert live_env.endpoints["account_ats"].endswith(f"-ats.iot.{REGION}.amazonaws.com")
             assert live_env.trust_view("2021.10.8").label == bundles.certifi("2021.10.8").label  # real roots
@@ -688,13 +692,16 @@ def test_live_mode_works_against_the_lab_as_it_would_against_aws():
             assert frame.set_index("endpoint").loc["account_ats", "host"].startswith("<prefix-")  # redacted
         with (
             pytest.raises(lab.LabError, match="'no-such-thing' not found in ap-northeast-2") as caught,
-            lab.live(REGION, thing_name="no-such-thing"),
+            lab.environment("live", region=REGION, thing_name="no-such-thing"),
         ):
             pass
         assert "\n" not in str(caught.value)
         with _lab_routing.environ({"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}):
             boto3.DEFAULT_SESSION = None  # running() restores the caller's default session on exit
-            with pytest.raises(lab.LabError, match="no AWS credentials found"), lab.live(REGION):
+            with (
+                pytest.raises(lab.LabError, match="no AWS credentials found"),
+                lab.environment("live", region=REGION),
+            ):
                 pass
 
 
@@ -812,7 +819,7 @@ def test_the_ats_chains_verify_against_every_releases_lab_view():
     """Starfield Services Root G2 is in every certifi release and cross-signs Amazon Root CA 1 and 3,
     so the lab's ATS chains verify everywhere, as the real ones do (the cross-signatures carry a CA's
     key usage, as the real ones do)."""
-    with lab.running(region=REGION) as env:
+    with lab.environment("lab", region=REGION) as env:
         for name in ("data_ats", "account_ats"):
             chain = env.fetch_chain(env.endpoints[name])
             frame = chains.across_certifi(chain, hostname=chain.hostname, trust=env.trust_view)
@@ -972,10 +979,20 @@ def test_the_data_readme_names_the_real_roots_the_twins_copy():
 
 
 def test_device_credentials_are_private_files_that_go_with_the_lab():
-    with lab.running(region=REGION, thing_name="other-thing") as other:
+    with lab.environment("lab", region=REGION, thing_name="other-thing") as other:
         creds = other.register_device()
         assert creds.cert_path.read_text() == creds.cert_pem and creds.key_path.read_text() == creds.key_pem
         assert creds.key_path.stat().st_mode & 0o077 == 0 and creds.endpoint == other.endpoints["account_ats"]
         principals = boto3.client("iot").list_thing_principals(thingName="other-thing")["principals"]
         assert principals == [creds.cert_arn]
     assert not creds.key_path.exists() and not creds.cert_path.parent.exists()
+
+
+def test_environment_refuses_the_other_modes_options_in_one_line():
+    """One way in, two modes: a lab's port or trust view mean nothing live, and a live session nothing in
+    the lab; each is refused before anything starts."""
+    with pytest.raises(InputError, match="port= and certifi= are the lab's") as live_port:
+        lab.environment("live", port=8443)
+    with pytest.raises(InputError, match="session= is for mode='live'") as lab_session:
+        lab.environment("lab", session=boto3.Session())
+    assert "\n" not in str(live_port.value) + str(lab_session.value)

@@ -33,7 +33,7 @@ WAIT = 10.0  # seconds to wait for an answer that should come at once (a bound, 
 
 @pytest.fixture(scope="module")
 def env():
-    with lab.running(region=REGION, thing_name=THING) as running_env:
+    with lab.environment("lab", region=REGION, thing_name=THING) as running_env:
         yield running_env
 
 
