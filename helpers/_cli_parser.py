@@ -160,7 +160,12 @@ def build_parser(
     p.add_argument(
         "files", nargs="+", metavar="FILE", help="text, Markdown (.md), HTML (.html) or notebook (.ipynb)"
     )
-    p.add_argument("--in-place", action="store_true", help="rewrite each file that changes, keeping FILE.bak")
+    p.add_argument(
+        "--in-place",
+        action="store_true",
+        help="rewrite each file that changes, keeping the original as FILE.bak (secrets and all: delete it "
+        "before sharing)",
+    )
     p.add_argument("--json", action="store_true", help="print what changed (and the text) as JSON")
     p.set_defaults(func=commands["redact"])
     return parser

@@ -129,7 +129,8 @@ def load_bundles(spec: str, *, option: str = "--bundle") -> list:
             _warn_not_authorities(bundle, f"{option} {spec}")
             return [bundle]
     except (ValueError, OSError) as exc:
-        raise UsageError(f"{option} {spec}: {exc}") from None
+        reason = str(exc).removeprefix(f"{text}:").strip()  # the reader's message may name the file too
+        raise UsageError(f"{option} {spec}: {reason}") from None
     raise UsageError(
         f"bad {option} {spec!r}: use certifi==VERSION, certifi==all, installed, botocore, system, "
         "or the path of a PEM file"
@@ -428,8 +429,8 @@ def _lab_serve(args: argparse.Namespace) -> int:
             f"--resolve {legacy}:{port}:127.0.0.1 https://{legacy}:{port}/",
             "AWS CLI (add '127.0.0.1 <host>' to /etc/hosts for the hosts you use; the credentials are fake):",
             f"  AWS_ACCESS_KEY_ID={lab.FAKE_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY=fake "
-            f"aws iot-data get-thing-shadow --thing-name {env.thing_name} --region {env.region} "
-            f"--endpoint-url https://{legacy}:{port} --ca-bundle {view} /dev/stdout",
+            f"aws iot-data list-named-shadows-for-thing --thing-name {env.thing_name} --region {env.region} "
+            f"--endpoint-url https://{legacy}:{port} --ca-bundle {view}",
             "Every value above is the lab's own (fake account, fake key, lab twin certificates).",
         ]
         _emit(args, data, "\n".join(lines), redacted=False)
@@ -528,6 +529,8 @@ def _redact_files(args: argparse.Namespace) -> int:
         print(json.dumps({"files": outputs}, indent=2))
     elif args.in_place:
         print("\n".join(f"{'redacted' if o['changed'] else 'unchanged'} {o['file']}" for o in outputs))
+        if any(o["changed"] for o in outputs):  # the backups are the originals: secrets and all
+            print("each FILE.bak beside them is the original, secrets and all: delete it before sharing")
     else:
         sys.stdout.write("".join(o["text"] for o in outputs))
     return 0
@@ -581,6 +584,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
+PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader closed the pipe
+
+
+def _reader_left() -> int:
+    """The reader of stdout closed it early (``atskit ... | head -1``): no error line, nothing more
+    written (stdout pointed at /dev/null, as Python's documentation advises for SIGPIPE)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return PIPE_CLOSED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, dispatch, turn errors into one line and an exit code."""
     parser = build_parser()
@@ -591,7 +605,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     as_json = bool(getattr(args, "json", False))
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that left early is found here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _reader_left()
     except UsageError as exc:
         return fail(exc, as_json=as_json)
     except KeyboardInterrupt:

@@ -50,10 +50,11 @@ _RULES: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
         ),
         r"\g<key>\g<sep><secret>",
     ),
-    # Passwords of any length: password=, "password": "...", --password X (not prose: 'password is').
+    # Passwords of any length: password=, "password": "...", --password X (not prose: 'password is'; not
+    # a file path such as /etc/passwd, which error messages name)
     (
         re.compile(
-            rf"(?P<key>(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_-])?passw(?:or)?d{_QUOTE}?)"
+            rf"(?P<key>(?<![A-Za-z0-9/.\\])(?:[A-Za-z0-9]+[_-])?passw(?:or)?d{_QUOTE}?)"
             rf"(?P<sep>\s*[:=]\s*{_QUOTE}?|(?<=--password)\s+|(?<=--passwd)\s+)"
             r"(?P<value>(?!<)[^\s\"'<>&,;)\]}\\]+)",
             re.IGNORECASE,

@@ -505,7 +505,10 @@ def test_redact_cleans_text_markdown_html_and_notebooks_before_sharing(tmp_path,
     assert key not in note.read_text() + notebook.read_text()
     assert key in (tmp_path / "notes.md.bak").read_text() and (tmp_path / "run.ipynb.bak").exists()
     again = atskit_here(capsys, "redact", str(note), "--in-place")
-    assert again.stdout.strip() == f"unchanged {note}"
+    assert again.stdout.strip() == f"unchanged {note}"  # nothing changed: no word of backups
+    (tmp_path / "second.md").write_text(f"key {key}\n")
+    told = atskit_here(capsys, "redact", str(tmp_path / "second.md"), "--in-place")
+    assert told.stdout.splitlines()[-1].endswith("secrets and all: delete it before sharing")
 
 
 def test_redact_in_place_checks_every_file_before_writing_any_and_keeps_permissions(tmp_path, capsys):
@@ -767,3 +770,17 @@ def test_upgrade_check_takes_ca_bundle_declarations_per_side(capsys, tmp_path):
     )
     bad = atskit_here(capsys, *args, "--ca-bundle", "PIP_CERT=x.pem")
     assert bad.returncode == 2 and "RULE=PATH" in one_line_error(bad)
+
+
+@pytest.mark.parametrize(
+    "args", [["history", "--json"], ["history"], ["diff-bundles", "certifi==2020.6.20", "certifi==2021.10.8"]]
+)
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(args):
+    """`atskit ... | head -1`: no traceback and no error line, exit 141 (128 + SIGPIPE, as a shell says)."""
+    script = (
+        "import os, sys\n"
+        "read, write = os.pipe(); os.close(read); os.dup2(write, 1)  # a reader that has already left\n"
+        f"from helpers import cli; sys.exit(cli.main({args!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (141, "")

@@ -235,6 +235,7 @@ KEPT = [
     "pin-sha256 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU= and "
     "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
     "the password is set by the password policy; password_policy = strict; --password-file ~/pw.txt",
+    "atskit: error: --bundle /etc/passwd: no PEM CERTIFICATE blocks found; pass a CA bundle in PEM format",
     "password: <secret> and secret_key_id = 42; the secret key rotation guide",
     "ssh://git@github.com/org/repo and http://[::1]:8888/lab",
     "token AQoD only a prefix",
