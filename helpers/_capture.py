@@ -274,7 +274,10 @@ def fetch_chain(
                 "a server that requires a client certificate ends TLS 1.2 handshakes this way"
             )
     except socket.gaierror as exc:
-        raise ChainError(f"{where}: cannot resolve {host!r} ({exc.strerror}); check the name") from None
+        raise ChainError(
+            f"{where}: cannot resolve {host!r} ({exc.strerror}); "
+            "check the name, and this machine's network and DNS"
+        ) from None
     except ConnectionRefusedError:
         raise ChainError(f"{where}: connection refused; nothing is listening there") from None
     except TimeoutError:

@@ -269,7 +269,7 @@ def _check(args: argparse.Namespace) -> int:
         from helpers import lab
 
         with lab.environment("lab", region=args.region or lab.REGION) as env:
-            if hosts:
+            if hosts or chain_files:  # what was named (saved lab chains, lab hosts), nothing more
                 collected = chains.collect(hosts, alpn=args.alpn, **options)
             else:
                 collected = {}
@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
             "upgrade-check": _upgrade_check_files,
             "redact": _redact_files,
         },
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # reST quotes read as noise in a terminal
     )
 
 

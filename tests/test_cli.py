@@ -222,6 +222,19 @@ def test_check_saved_chains_exit_1_when_a_bundle_lacks_the_root(saved):
     assert G5 in next(r["message"] for r in results if not r["ok"])
 
 
+def test_check_lab_with_a_chain_file_checks_that_file_alone_against_lab_views(saved, capsys):
+    done = atskit_here(capsys,
+        "check", "--lab", "--chain-file", str(saved / "data_legacy.pem"),
+        "--bundle", "certifi==2020.6.20", "--bundle", "certifi==2021.10.8", "--json",
+    )  # fmt: skip
+    results = json.loads(done.stdout)["results"]
+    assert [(r["endpoint"].endswith("(data_legacy.pem)"), r["ok"]) for r in results] == [
+        (True, True),
+        (True, False),
+    ]
+    assert done.returncode == 1
+
+
 def test_check_saved_chains_exit_0_when_every_bundle_has_the_roots(saved, capsys):
     done = atskit_here(capsys,
         "check",
