@@ -165,7 +165,8 @@ def _handshake_pyopenssl(
     raw: socket.socket, context: ssl.SSLContext, server_hostname: str, alpn: str | Iterable[str] | None
 ) -> _Handshake:
     """The same handshake through pyOpenSSL (Python < 3.13), within the socket's timeout."""
-    from OpenSSL import SSL, crypto
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from OpenSSL import SSL
 
     tls = SSL.Connection(_unverified_pyopenssl_context(context, alpn), raw)
     if not _is_ip(server_hostname):  # as Python's ssl: no SNI for an IP address
@@ -194,8 +195,8 @@ def _handshake_pyopenssl(
         except SSL.Error as exc:  # e.g. a TLS 1.2 server that wants a client certificate
             failure = _pyopenssl_failure(exc)
             break
-    presented = tls.get_peer_cert_chain() or []
-    ders = [crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) for cert in presented]
+    presented = tls.get_peer_cert_chain(as_cryptography=True) or []  # not pyOpenSSL's legacy X509 objects
+    ders = [cert.public_bytes(Encoding.DER) for cert in presented]
     finished = failure is None
     negotiated = tls.get_alpn_proto_negotiated()
     return _Handshake(
