@@ -87,6 +87,12 @@ def test_a_notebook_uses_only_public_names_and_defines_no_helpers(path: Path):
     ], f"{path.name} defines helpers"  # the incident's own code may
 
 
+# Every Python file of the kit: the package, its tests, benches and scripts.
+KIT_PYTHON_FILES = sorted(
+    p for folder in ("helpers", "tests", "bench", "scripts") for p in (ROOT / folder).rglob("*.py")
+)
+
+
 def test_no_file_forks_freezes_the_collector_or_calls_private_interpreter_functions():
     pattern = re.compile(r"os\.fork\(|gc\.freeze\(|threading\._shutdown|atexit\._run_exitfuncs|sys\._\w+\(")
     offenders = [
@@ -99,9 +105,6 @@ def test_no_file_forks_freezes_the_collector_or_calls_private_interpreter_functi
 # socket type and lookups that `socket` re-exports (issue 13), so it imports `_socket` by design.
 # Its test imports it too, to show every lookup through it is routed.
 PRIVATE_CPYTHON_ALLOWED = {("_lab_routing.py", "_socket"), ("test_lab.py", "_socket")}
-KIT_PYTHON_FILES = sorted(
-    p for folder in ("helpers", "tests", "bench", "scripts") for p in (ROOT / folder).rglob("*.py")
-)
 
 
 def _private_cpython_uses(path: Path) -> list[str]:
