@@ -13,7 +13,7 @@ from helpers._io import atomic_write_text
 from helpers._paths import kit_path
 from helpers.redaction import redact, redact_frame, redact_markdown
 
-__all__ = ["Postmortem", "Section", "default_report_dir", "frame_to_markdown", "kit_path", "report_folder"]
+__all__ = ["Postmortem", "Section", "frame_to_markdown", "kit_path", "report_folder"]
 
 # --- postmortem assembly ---------------------------------------------------------------------------
 
@@ -161,14 +161,6 @@ code {{ background: #f4f4f4; padding: 0 0.2rem; }}
 """
 
 
-def default_report_dir() -> Path:
-    """Where a notebook writes its report when not told: its working folder (the output folder under
-    ``make report``; papermill's ``--cwd``), except the kit's own folder and its ``notebooks/``
-    (JupyterLab, or papermill run from the kit's root), which stay clean: ``reports/interactive/`` then,
-    never ``make report``'s own."""
-    return _kept_clean(Path.cwd())[0]
-
-
 def _kept_clean(folder: Path) -> tuple[Path, bool]:
     """``folder``, or ``reports/interactive/`` if it is the kit's folder or its ``notebooks/``; and
     whether it was moved."""
@@ -184,8 +176,9 @@ def report_folder(report_dir: str = "", *, output_path: str = "") -> tuple[Path,
 
     ``report_dir`` if given; else beside the executed notebook when papermill says where that is
     (``papermill --inject-output-path`` passes it as the ``PAPERMILL_OUTPUT_PATH`` parameter, relative
-    to papermill's folder); else the kernel's working folder (:func:`default_report_dir`). The kit's own
-    folder and ``notebooks/`` are never written: ``reports/interactive/`` stands in for them.
+    to papermill's folder); else the kernel's working folder (under ``make report``, its output folder;
+    papermill's ``--cwd`` sets it). The kit's own folder and ``notebooks/`` are never written:
+    ``reports/interactive/`` stands in for them.
     """
     if report_dir:
         return Path(report_dir).expanduser().resolve(), "report_dir"

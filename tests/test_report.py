@@ -452,9 +452,9 @@ def test_a_notebook_run_from_the_kits_folders_reports_to_reports_interactive(tmp
     beside the run."""
     for folder in (ROOT, ROOT / "notebooks"):
         monkeypatch.chdir(folder)
-        assert report.default_report_dir() == ROOT / "reports" / "interactive"
+        assert report.report_folder()[0] == ROOT / "reports" / "interactive"
     monkeypatch.chdir(tmp_path)
-    assert report.default_report_dir() == tmp_path.resolve()
+    assert report.report_folder()[0] == tmp_path.resolve()
 
 
 def test_redact_notebook_reaches_json_outputs_metadata_and_attachments():
